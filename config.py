@@ -1,0 +1,112 @@
+"""Configuration read from the environment, with embedded defaults.
+
+Every setting has a default that runs on one machine with nothing installed
+(SQLite, a filesystem Celery broker, a local mail catcher on port 8025).
+Production sets the environment variables named below.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+INSTANCE_DIR = Path(os.environ.get("ATTEST_INSTANCE_DIR", BASE_DIR / "instance")).resolve()
+
+
+def _bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def database_url(url: str | None = None) -> str:
+    """Normalise a DATABASE_URL so SQLAlchemy uses psycopg 3 for PostgreSQL."""
+    url = url or os.environ.get("DATABASE_URL") or f"sqlite:///{INSTANCE_DIR / 'attest.sqlite3'}"
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def broker_settings() -> dict:
+    """Celery broker: Redis (or any kombu URL) when set, else a folder on disk."""
+    url = os.environ.get("CELERY_BROKER_URL") or os.environ.get("REDIS_URL")
+    if url:
+        return {"broker_url": url, "broker_transport_options": {}}
+    folder = INSTANCE_DIR / "broker"
+    return {
+        "broker_url": "filesystem://",
+        "broker_transport_options": {
+            "data_folder_in": str(folder),
+            "data_folder_out": str(folder),
+            "control_folder": str(INSTANCE_DIR / "broker-control"),
+            "store_processed": False,
+        },
+    }
+
+
+class Config:
+    """Settings shared by every environment; values come from the environment."""
+
+    #: Signs sessions and CSRF tokens and derives survey link tokens. When unset,
+    #: a random key is generated once into instance/secret_key (never committed).
+    SECRET_KEY = os.environ.get("SECRET_KEY")
+    SQLALCHEMY_DATABASE_URI = database_url()
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+
+    #: Links in emails are built from this, never from the request's Host header.
+    BASE_URL = os.environ.get("BASE_URL", "http://127.0.0.1:5000").rstrip("/")
+
+    SMTP_HOST = os.environ.get("SMTP_HOST", "127.0.0.1")
+    SMTP_PORT = int(os.environ.get("SMTP_PORT", "8025"))
+    SMTP_USER = os.environ.get("SMTP_USER") or None
+    SMTP_PASSWORD = os.environ.get("SMTP_PASSWORD") or None
+    SMTP_STARTTLS = _bool("SMTP_STARTTLS")
+    SMTP_TIMEOUT = float(os.environ.get("SMTP_TIMEOUT", "30"))
+    MAIL_FROM = os.environ.get("MAIL_FROM", "Attest <attest@localhost>")
+
+    #: Where the embedded mail catcher stores what it receives (a Maildir);
+    #: admins read it in the app. Empty disables the page.
+    MAIL_CATCHER_DIR = os.environ.get("MAIL_CATCHER_DIR", str(INSTANCE_DIR / "mail"))
+
+    #: How many outbox rows one Celery task sends over one SMTP connection.
+    DISPATCH_BATCH_SIZE = int(os.environ.get("DISPATCH_BATCH_SIZE", "200"))
+    #: How many sending chains run at once (about one per worker process).
+    DISPATCH_PARALLELISM = int(os.environ.get("DISPATCH_PARALLELISM", "2"))
+    #: First retry delay after a temporary SMTP failure; it doubles each time.
+    MAIL_RETRY_BASE_SECONDS = float(os.environ.get("MAIL_RETRY_BASE_SECONDS", "60"))
+    #: How often beat looks for due work, in seconds.
+    BEAT_INTERVAL = float(os.environ.get("BEAT_INTERVAL", "10"))
+
+    CELERY = {
+        **broker_settings(),
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_default_queue": os.environ.get("CELERY_QUEUE", "attest"),
+        "beat_schedule_filename": str(INSTANCE_DIR / "celerybeat-schedule"),
+        "broker_connection_retry_on_startup": True,
+    }
+
+    BABEL_DEFAULT_LOCALE = os.environ.get("DEFAULT_LOCALE", "fr")
+    BABEL_DEFAULT_TIMEZONE = os.environ.get("DEFAULT_TIMEZONE", "Europe/Paris")
+    LANGUAGES = ("fr", "en")
+    DEFAULT_TIMEZONE = os.environ.get("DEFAULT_TIMEZONE", "Europe/Paris")
+
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = BASE_URL.startswith("https://")
+    REMEMBER_COOKIE_SECURE = SESSION_COOKIE_SECURE
+    WTF_CSRF_TIME_LIMIT = None  # a respondent may take hours over a survey
+    MAX_CONTENT_LENGTH = int(os.environ.get("MAX_CONTENT_LENGTH", str(20 * 1024 * 1024)))
+    #: Evidence files: where they are kept (outside the web root) and how large one may be.
+    EVIDENCE_DIR = os.environ.get("EVIDENCE_DIR") or str(INSTANCE_DIR / "evidence")
+    EVIDENCE_MAX_BYTES = int(os.environ.get("EVIDENCE_MAX_BYTES", str(10 * 1024 * 1024)))
+
+    API_TITLE = "Attest API"
+    API_VERSION = "v1"
+    OPENAPI_VERSION = "3.0.3"
+    OPENAPI_URL_PREFIX = "/api/v1"
+    OPENAPI_JSON_PATH = "openapi.json"
