@@ -1,0 +1,94 @@
+"""Attest: outcome surveys, committee review and impact reports.
+
+``create_app`` builds the Flask application; extensions live unbound in
+``survey.extensions`` and are bound here.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from flask import Flask, g, request, session
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from config import BASE_DIR, INSTANCE_DIR, Config
+from survey.extensions import api, babel, csrf, db, login_manager, migrate
+
+
+def create_app(overrides: dict | None = None) -> Flask:
+    app = Flask(__name__, instance_path=str(INSTANCE_DIR))
+    app.config.from_object(Config)
+    if overrides:
+        app.config.update(overrides)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path))
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"), render_as_batch=True)
+    login_manager.init_app(app)
+    login_manager.login_view = "accounts.login"
+    login_manager.login_message_category = "info"
+    csrf.init_app(app)
+    babel.init_app(app, locale_selector=select_locale)
+    api.init_app(app)
+
+    from survey import models  # noqa: F401  (every table registered with the metadata)
+    from survey.accounts.views import bp as accounts_bp
+    from survey.api import register_api
+    from survey.audiences.views import bp as audiences_bp
+    from survey.campaigns.views import bp as campaigns_bp
+    from survey.mail.views import bp as mail_bp
+    from survey.questionnaires.views import bp as questionnaires_bp
+    from survey.respond.views import bp as respond_bp
+
+    for bp in (accounts_bp, audiences_bp, campaigns_bp, mail_bp, questionnaires_bp, respond_bp):
+        app.register_blueprint(bp)
+    register_api(app)
+
+    from survey.cli import register_cli
+
+    register_cli(app)
+
+    from survey.web import register_web
+
+    register_web(app)
+
+    from workflows import celery_init_app
+
+    celery_init_app(app)
+    return app
+
+
+def select_locale() -> str:
+    """The respondent's record first, then an explicit choice, then the browser."""
+    languages = ("fr", "en")
+    forced = getattr(g, "locale", None)
+    if forced in languages:
+        return forced
+    chosen = session.get("lang")
+    if chosen in languages:
+        return chosen
+    return request.accept_languages.best_match(languages) or "fr"
+
+
+def _instance_secret(instance: Path) -> str:
+    """A random key kept in instance/ for the embedded default; never in the repo."""
+    path = instance / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_hex(32))
+        os.chmod(path, 0o600)
+    return path.read_text().strip()
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, _record):
+    """Web, worker and beat share one SQLite file: WAL and a busy timeout let them."""
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()

@@ -1,0 +1,1 @@
+"""Staff accounts (admin, committee, chair, auditor), login, API keys."""

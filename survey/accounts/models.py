@@ -1,0 +1,64 @@
+"""Users who log in, and keys that integrators use for the API."""
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from flask_login import UserMixin
+from sqlalchemy import CheckConstraint, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from survey.core.types import UTCDateTime, utcnow
+from survey.extensions import db
+
+
+class Role(str, enum.Enum):
+    #: writes questionnaires, imports audiences, runs campaigns
+    admin = "admin"
+    #: reviews claims and votes
+    committee = "committee"
+    #: settles split votes, revokes, publishes
+    chair = "chair"
+    #: reads everything, changes nothing
+    auditor = "auditor"
+
+
+ROLE_VALUES = tuple(r.value for r in Role)
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint(f"role IN {ROLE_VALUES!r}", name="role_known"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: lower-cased login
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    #: argon2id hash, never the password
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login refuses inactive users
+        return self.active
+
+    def has_role(self, *roles: str) -> bool:
+        return self.role in roles
+
+
+class ApiKey(db.Model):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    #: SHA-256 of the key; the key itself is shown once and never stored
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: first characters of the key, so an admin can tell keys apart
+    prefix: Mapped[str] = mapped_column(String(12))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

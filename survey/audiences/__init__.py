@@ -1,0 +1,1 @@
+"""The people we survey (stakeholders) and the import of audience files."""

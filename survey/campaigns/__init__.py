@@ -1,0 +1,1 @@
+"""Campaigns: who gets which questionnaire when, and their invitations."""

@@ -1,0 +1,108 @@
+"""Campaigns, invitations (one per person and campaign) and responses."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint, Uuid
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from survey.audiences.models import Stakeholder
+from survey.core.types import JSONType, UTCDateTime, utcnow
+from survey.extensions import db
+from survey.questionnaires.models import Questionnaire
+
+CAMPAIGN_STATUSES = ("draft", "scheduled", "sending", "open", "closed")
+PRIVACY_MODES = ("identified", "confidential", "anonymous")
+INVITATION_STATUSES = (
+    "queued", "sent", "failed", "bounced", "opened", "started", "completed", "opted_out",
+)
+
+
+class Campaign(db.Model):
+    __tablename__ = "campaigns"
+    __table_args__ = (
+        CheckConstraint(f"status IN {CAMPAIGN_STATUSES!r}", name="status_known"),
+        CheckConstraint(f"privacy IN {PRIVACY_MODES!r}", name="privacy_known"),
+        CheckConstraint("closes_at > send_at", name="closes_after_send"),
+        CheckConstraint("status = 'draft' OR scheduled_at IS NOT NULL", name="scheduled_has_time"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    questionnaire_id: Mapped[int] = mapped_column(ForeignKey("questionnaires.id"))
+    #: which stakeholders: their kind, and attribute values they must all have
+    audience_kind: Mapped[str] = mapped_column(String(20))
+    audience_filters: Mapped[dict] = mapped_column(JSONType, default=dict)
+    #: ``identified``, ``confidential`` (linked, aggregates only) or ``anonymous``
+    privacy: Mapped[str] = mapped_column(String(20), default="identified")
+    #: when invitations go out, and when links stop accepting answers
+    send_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    closes_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: ISO 8601 durations after the invitation, e.g. ["P3D", "P7D"]
+    reminders: Mapped[list] = mapped_column(JSONType, default=list)
+    #: draft → scheduled → sending → open → closed (see campaigns/services.py)
+    status: Mapped[str] = mapped_column(String(20), default="draft")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: when the invitations were created and queued (the audience is fixed then)
+    sending_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+    questionnaire: Mapped[Questionnaire] = relationship()
+
+
+class Invitation(db.Model):
+    __tablename__ = "invitations"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "stakeholder_id"),
+        CheckConstraint(f"status IN {INVITATION_STATUSES!r}", name="status_known"),
+        Index("ix_invitations_campaign_status", "campaign_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    stakeholder_id: Mapped[int] = mapped_column(ForeignKey("stakeholders.id"))
+    #: random per invitation; with SECRET_KEY it derives the link token
+    token_nonce: Mapped[str] = mapped_column(String(32))
+    #: SHA-256 of the link token: the only trace of the token we keep
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: the latest of: queued, sent, failed, bounced, opened, started, completed, opted_out
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: reminders already sent, and when the next one falls due (issue #3)
+    reminders_sent: Mapped[int] = mapped_column(default=0)
+    next_reminder_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    campaign: Mapped[Campaign] = relationship()
+    stakeholder: Mapped[Stakeholder] = relationship()
+
+
+class Response(db.Model):
+    """Answers to one campaign.
+
+    In ``anonymous`` campaigns the link to the invitation is cut at submission
+    and only the day of submission is kept; the invitation keeps "has answered".
+    """
+
+    __tablename__ = "responses"
+    __table_args__ = (
+        CheckConstraint("submitted_at IS NOT NULL OR invitation_id IS NOT NULL", name="draft_is_linked"),
+    )
+
+    #: random, so row ids say nothing about who answered when
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    #: NULL once an anonymous response is submitted
+    invitation_id: Mapped[int | None] = mapped_column(ForeignKey("invitations.id"), unique=True)
+    #: question id → value, as validated against the questionnaire version
+    answers: Mapped[dict] = mapped_column(JSONType, default=dict)
+    #: the language the respondent answered in
+    locale: Mapped[str] = mapped_column(String(5))
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,263 @@
+"""Campaign operations: create, schedule, start sending, open, close; progress counts.
+
+A campaign's status changes only through ``transition``; the table below says
+which changes exist.
+"""
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+
+import isodate
+from flask import current_app
+from sqlalchemy import case, func, insert, literal, select, update
+
+from survey.audiences.models import KINDS, Stakeholder
+from survey.audiences.services import audience_conditions
+from survey.campaigns.models import PRIVACY_MODES, Campaign, Invitation
+from survey.core.errors import InvalidState, ValidationFailed
+from survey.core.tokens import derive_token, hash_token
+from survey.core.types import UTCDateTime, utcnow
+from survey.extensions import db
+from survey.mail.models import OutboxMessage
+from survey.questionnaires.models import Questionnaire
+
+#: status → the statuses it may go to
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "draft": frozenset({"scheduled"}),
+    "scheduled": frozenset({"draft", "sending"}),
+    "sending": frozenset({"open", "closed"}),
+    "open": frozenset({"closed"}),
+    "closed": frozenset(),
+}
+
+#: how many invitations are written per INSERT when a campaign starts
+INSERT_CHUNK = 1000
+
+
+class CampaignTransitionRefused(InvalidState):
+    pass
+
+
+def transition(campaign: Campaign, to: str) -> None:
+    """Move ``campaign`` to ``to`` or refuse; the one place a campaign's status is set."""
+    if to not in TRANSITIONS[campaign.status]:
+        raise CampaignTransitionRefused(
+            f"A {campaign.status} campaign cannot become {to}.", status_from=campaign.status, status_to=to
+        )
+    now = utcnow()
+    campaign.status = to
+    if to == "scheduled":
+        campaign.scheduled_at = now
+    elif to == "draft":
+        campaign.scheduled_at = None
+    elif to == "sending":
+        campaign.sending_started_at = now
+    elif to == "closed":
+        campaign.closed_at = now
+
+
+def parse_reminders(reminders: list[str] | None) -> list[str]:
+    """Validate ISO 8601 durations ("P3D", "PT30S"); return them in ascending order."""
+    parsed = []
+    for text in reminders or []:
+        try:
+            duration = isodate.parse_duration(str(text).strip())
+        except (isodate.ISO8601Error, ValueError):
+            raise ValidationFailed(f"{text!r} is not an ISO 8601 duration such as P3D or PT12H.",
+                                   field="reminders") from None
+        if isinstance(duration, isodate.Duration):  # months or years: no fixed length
+            raise ValidationFailed(f"{text!r}: use days, hours, minutes or seconds, not months or years.",
+                                   field="reminders")
+        if duration <= timedelta(0):
+            raise ValidationFailed(f"{text!r} must be after the invitation.", field="reminders")
+        parsed.append((duration, str(text).strip()))
+    if len({d for d, _ in parsed}) != len(parsed):
+        raise ValidationFailed("Two reminders have the same delay.", field="reminders")
+    return [text for _, text in sorted(parsed)]
+
+
+def create_campaign(
+    *,
+    name: str,
+    questionnaire: Questionnaire,
+    audience_kind: str,
+    audience_filters: dict | None,
+    privacy: str,
+    send_at: datetime,
+    closes_at: datetime,
+    reminders: list[str] | None = None,
+    created_by=None,
+) -> Campaign:
+    name = (name or "").strip()
+    if not name:
+        raise ValidationFailed("A campaign needs a name.", field="name")
+    if audience_kind not in KINDS:
+        raise ValidationFailed(f"Audience kind must be one of {', '.join(KINDS)}.", field="audience")
+    if questionnaire.kind != audience_kind:
+        raise ValidationFailed(
+            f"Questionnaire {questionnaire.slug} is written for {questionnaire.kind} audiences, "
+            f"not {audience_kind}.", field="questionnaire_id")
+    if privacy not in PRIVACY_MODES:
+        raise ValidationFailed(f"Privacy must be one of {', '.join(PRIVACY_MODES)}.", field="privacy")
+    for field, moment in (("send_at", send_at), ("closes_at", closes_at)):
+        if moment.tzinfo is None:
+            raise ValidationFailed("Times need a time zone offset.", field=field)
+    if closes_at <= send_at:
+        raise ValidationFailed("The campaign must close after it is sent.", field="closes_at")
+    filters = {str(k): str(v) for k, v in (audience_filters or {}).items()}
+    campaign = Campaign(
+        name=name[:200], questionnaire=questionnaire, audience_kind=audience_kind,
+        audience_filters=filters, privacy=privacy, send_at=send_at, closes_at=closes_at,
+        reminders=parse_reminders(reminders), created_by_id=getattr(created_by, "id", None),
+    )
+    db.session.add(campaign)
+    db.session.flush()
+    return campaign
+
+
+def audience_query(campaign: Campaign):
+    """The stakeholders a campaign goes to: its kind and filters, never the suppressed."""
+    return select(Stakeholder.id).where(
+        *audience_conditions(campaign.audience_kind, campaign.audience_filters, reachable_only=True)
+    )
+
+
+def audience_count(campaign: Campaign) -> int:
+    return db.session.scalar(select(func.count()).select_from(audience_query(campaign).subquery()))
+
+
+def schedule_campaign(campaign: Campaign) -> None:
+    """Draft → scheduled; freezes the questionnaire version; starts at once if due."""
+    from survey.core.deferred import after_commit
+    from survey.questionnaires.services import freeze_questionnaire
+    from workflows.tasks import start_campaign
+
+    if campaign.status == "draft" and campaign.closes_at <= utcnow():
+        raise ValidationFailed("This campaign's closing time has passed; change it before scheduling.")
+    if campaign.status == "draft" and audience_count(campaign) == 0:
+        raise ValidationFailed("No one in the audience can be emailed: import people or change the filters.")
+    transition(campaign, "scheduled")
+    freeze_questionnaire(campaign.questionnaire)
+    if campaign.send_at <= utcnow():
+        after_commit(start_campaign, campaign.id)
+
+
+def unschedule_campaign(campaign: Campaign) -> None:
+    transition(campaign, "draft")
+
+
+def invitation_token(invitation_nonce: str) -> str:
+    """The secret in a survey link, recomputed from SECRET_KEY and the stored nonce."""
+    return derive_token(current_app.config["SECRET_KEY"], "invitation", invitation_nonce)
+
+
+def start_campaign(campaign_id: int) -> bool:
+    """Scheduled and due → sending: one invitation and one outbox row per recipient.
+
+    Everything happens in one transaction, so a worker killed half-way leaves the
+    campaign scheduled and the next attempt starts clean. Returns whether it started.
+    """
+    campaign = db.session.scalar(
+        select(Campaign).where(Campaign.id == campaign_id).with_for_update()
+    )
+    if campaign is None or campaign.status != "scheduled" or campaign.send_at > utcnow():
+        return False
+    if campaign.closes_at <= utcnow():  # started too late (workers down): never invite to a closed survey
+        return False
+    now = utcnow()
+    last_id = 0
+    base = audience_query(campaign).order_by(Stakeholder.id).limit(INSERT_CHUNK)
+    while True:
+        ids = db.session.scalars(base.where(Stakeholder.id > last_id)).all()
+        if not ids:
+            break
+        rows = []
+        for stakeholder_id in ids:
+            nonce = secrets.token_hex(16)
+            rows.append({
+                "campaign_id": campaign.id, "stakeholder_id": stakeholder_id, "token_nonce": nonce,
+                "token_hash": hash_token(invitation_token(nonce)), "status": "queued",
+                "reminders_sent": 0, "created_at": now,
+            })
+        db.session.execute(insert(Invitation), rows)
+        last_id = ids[-1]
+    db.session.execute(
+        insert(OutboxMessage).from_select(
+            ["invitation_id", "kind", "sequence", "status", "attempts", "next_attempt_at", "created_at"],
+            select(
+                Invitation.id, literal("invitation"), literal(0), literal("queued"), literal(0),
+                literal(now, UTCDateTime()), literal(now, UTCDateTime()),
+            ).where(
+                Invitation.campaign_id == campaign.id
+            ),
+        )
+    )
+    transition(campaign, "sending")
+    return True
+
+
+def campaigns_due_to_start() -> list[int]:
+    return db.session.scalars(
+        select(Campaign.id).where(Campaign.status == "scheduled", Campaign.send_at <= utcnow(),
+                                  Campaign.closes_at > utcnow())
+    ).all()
+
+
+def open_sent_campaigns() -> int:
+    """Sending → open once no invitation email is still waiting to go."""
+    waiting = (
+        select(OutboxMessage.id)
+        .join(Invitation, Invitation.id == OutboxMessage.invitation_id)
+        .where(
+            Invitation.campaign_id == Campaign.id,
+            OutboxMessage.kind == "invitation",
+            OutboxMessage.status.in_(("queued", "sending")),
+        )
+    )
+    campaigns = db.session.scalars(
+        select(Campaign).where(Campaign.status == "sending", ~waiting.exists())
+    ).all()
+    for campaign in campaigns:
+        transition(campaign, "open")
+    return len(campaigns)
+
+
+def close_due_campaigns() -> int:
+    """At closes_at: the campaign closes, links stop accepting answers, queued mail is cancelled."""
+    campaigns = db.session.scalars(
+        select(Campaign).where(Campaign.status.in_(("sending", "open")), Campaign.closes_at <= utcnow())
+    ).all()
+    for campaign in campaigns:
+        transition(campaign, "closed")
+        db.session.execute(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.status == "queued",
+                OutboxMessage.invitation_id.in_(
+                    select(Invitation.id).where(Invitation.campaign_id == campaign.id)
+                ),
+            )
+            .values(status="cancelled")
+        )
+    return len(campaigns)
+
+
+def is_accepting_answers(campaign: Campaign) -> bool:
+    return campaign.status in ("sending", "open") and utcnow() < campaign.closes_at
+
+
+def campaign_counts(campaign_id: int) -> dict[str, int]:
+    """Progress counts in one aggregate query."""
+    row = db.session.execute(
+        select(
+            func.count(Invitation.id),
+            func.count(Invitation.sent_at),
+            func.sum(case((Invitation.status.in_(("failed", "bounced")), 1), else_=0)),
+            func.count(Invitation.opened_at),
+            func.count(Invitation.started_at),
+            func.count(Invitation.completed_at),
+        ).where(Invitation.campaign_id == campaign_id)
+    ).one()
+    keys = ("invited", "sent", "failed", "opened", "started", "completed")
+    return {key: int(value or 0) for key, value in zip(keys, row)}

@@ -1,0 +1,1 @@
+"""Small pieces every area shares: time, column types, tokens, errors."""

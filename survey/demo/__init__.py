@@ -1,0 +1,1 @@
+"""The embedded demo: an admin, the built-in questionnaires and a small audience."""

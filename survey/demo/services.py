@@ -1,0 +1,37 @@
+"""Set up the embedded demo: idempotent, so ``make run`` can call it every time."""
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from sqlalchemy import select
+
+from survey.accounts.models import User
+from survey.accounts.services import create_user
+from survey.audiences.services import import_audience
+from survey.extensions import db
+from survey.questionnaires.services import load_builtin_questionnaires
+
+DEMO_ADMIN = "admin@attest.localhost"
+HERE = Path(__file__).parent
+
+
+def set_up_demo(password_file: Path) -> tuple[str, str | None]:
+    """Create the demo admin (once), load built-ins and the demo audience.
+
+    Returns the admin's email and, the first time, the generated password (kept
+    in ``password_file`` under instance/ so the next start can print it again).
+    """
+    password = None
+    if db.session.scalar(select(User.id).where(User.email == DEMO_ADMIN)) is None:
+        password = secrets.token_urlsafe(12)
+        create_user(DEMO_ADMIN, password, "admin", name="Demo admin")
+        password_file.write_text(password)
+        password_file.chmod(0o600)
+    elif password_file.exists():
+        password = password_file.read_text().strip()
+    load_builtin_questionnaires()
+    import_audience((HERE / "alumni.csv").read_bytes(), "alumnus")
+    import_audience((HERE / "employees.csv").read_bytes(), "employee")
+    db.session.commit()
+    return DEMO_ADMIN, password

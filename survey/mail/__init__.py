@@ -1,0 +1,1 @@
+"""Outgoing email: the outbox table, rendering and the SMTP sender."""

@@ -1,0 +1,48 @@
+"""The outbox: every email the system sends is a row here before it is sent."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from survey.campaigns.models import Invitation
+from survey.core.types import UTCDateTime, utcnow
+from survey.extensions import db
+
+OUTBOX_STATUSES = ("queued", "sending", "sent", "failed", "cancelled")
+OUTBOX_KINDS = ("invitation", "reminder")
+
+
+class OutboxMessage(db.Model):
+    __tablename__ = "outbox_messages"
+    __table_args__ = (
+        UniqueConstraint("invitation_id", "kind", "sequence"),
+        CheckConstraint(f"status IN {OUTBOX_STATUSES!r}", name="status_known"),
+        CheckConstraint(f"kind IN {OUTBOX_KINDS!r}", name="kind_known"),
+        CheckConstraint("status <> 'sending' OR lease_until IS NOT NULL", name="sending_has_lease"),
+        CheckConstraint("status <> 'sent' OR sent_at IS NOT NULL", name="sent_has_time"),
+        Index("ix_outbox_messages_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    invitation_id: Mapped[int] = mapped_column(ForeignKey("invitations.id"))
+    #: ``invitation`` or ``reminder``
+    kind: Mapped[str] = mapped_column(String(20))
+    #: 0 for the invitation; 1, 2… for reminders
+    sequence: Mapped[int] = mapped_column(default=0)
+    #: queued → sending → sent | failed; cancelled when no longer wanted
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    attempts: Mapped[int] = mapped_column(default=0)
+    #: a queued row is not sent before this time
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: a worker that claimed the row owns it until then; after it, the row can be taken again
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: fixed before the first attempt, so a resend carries the same Message-ID
+    message_id: Mapped[str | None] = mapped_column(String(250))
+    #: the server's last answer, e.g. "250 2.0.0 Ok" or "550 5.1.1 no such user"
+    smtp_reply: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    invitation: Mapped[Invitation] = relationship()

@@ -1,0 +1,1 @@
+"""Questionnaire definitions: versioned, validated, frozen once used."""

@@ -1,0 +1,1 @@
+"""The questionnaires that ship with Attest (JSON definitions; a package so wheels include them)."""

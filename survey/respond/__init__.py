@@ -1,0 +1,1 @@
+"""The respondent side: the emailed link, the survey form, save, resume, submit."""

@@ -1,0 +1,73 @@
+"""Files a respondent attaches (evidence): checked by content, stored outside the web root.
+
+A file is kept only if its first bytes say PDF, PNG or JPEG, whatever its name
+claims; it is stored under a random name in ``instance/evidence`` (never served
+by the static route) and recorded in the answers with its SHA-256 and size.
+Serving evidence to the committee is the committee area's job.
+"""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from pathlib import Path
+
+from flask import current_app
+from flask_babel import gettext as _
+from werkzeug.datastructures import FileStorage
+from werkzeug.utils import secure_filename
+
+from survey.core.errors import ValidationFailed
+
+#: leading bytes → media type; the only kinds accepted
+SIGNATURES = {
+    b"%PDF-": "application/pdf",
+    b"\x89PNG\r\n\x1a\n": "image/png",
+    b"\xff\xd8\xff": "image/jpeg",
+}
+
+
+def evidence_dir() -> Path:
+    folder = Path(current_app.config.get("EVIDENCE_DIR") or Path(current_app.instance_path) / "evidence")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def sniff_type(head: bytes) -> str | None:
+    return next((kind for magic, kind in SIGNATURES.items() if head.startswith(magic)), None)
+
+
+def store_upload(upload: FileStorage) -> dict:
+    """Store an uploaded evidence file; returns what the answers keep about it."""
+    limit = current_app.config["EVIDENCE_MAX_BYTES"]
+    data = upload.stream.read(limit + 1)
+    if len(data) > limit:
+        raise ValidationFailed(_("The file is larger than %(size)s MB.", size=round(limit / (1024 * 1024), 1)))
+    media_type = sniff_type(data[:8])
+    if media_type is None:
+        raise ValidationFailed(_("Only PDF, PNG and JPEG files are accepted."))
+    stored_as = secrets.token_hex(16)
+    (evidence_dir() / stored_as).write_bytes(data)
+    return {
+        "stored_as": stored_as,
+        "filename": secure_filename(upload.filename or "")[:100] or "evidence",
+        "media_type": media_type,
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+
+
+def attach_files(form, saved: dict) -> dict:
+    """Answers for the visible file questions: a new upload, or the file saved before."""
+    files = {}
+    for field in form.question_fields():
+        if field.question["type"] != "file" or not field.visible:
+            continue
+        upload = field.data
+        if isinstance(upload, FileStorage) and upload.filename:
+            try:
+                files[field.name] = store_upload(upload)
+            except ValidationFailed as exc:
+                raise ValidationFailed(exc.message, field=field.name) from None
+        elif saved.get(field.name):
+            files[field.name] = saved[field.name]
+    return files

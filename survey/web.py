@@ -1,0 +1,110 @@
+"""Application-wide web behaviour: error pages, security headers, language switch."""
+from __future__ import annotations
+
+from flask import Flask, jsonify, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from survey.core.errors import ServiceError
+
+#: Stored codes → words people read (statuses, kinds, privacy modes).
+LABELS = {
+    "draft": _l("draft"), "scheduled": _l("scheduled"), "sending": _l("sending"), "open": _l("open"),
+    "closed": _l("closed"), "queued": _l("queued"), "sent": _l("sent"), "failed": _l("failed"),
+    "bounced": _l("bounced"), "opened": _l("opened"), "started": _l("started"),
+    "completed": _l("completed"), "opted_out": _l("opted out"), "cancelled": _l("cancelled"),
+    "alumnus": _l("alumni"), "employee": _l("employees"),
+    "identified": _l("identified"), "confidential": _l("confidential"), "anonymous": _l("anonymous"),
+    "invitation": _l("invitation"), "reminder": _l("reminder"),
+}
+
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def _summarise(messages) -> str | None:
+    """"Invalid request: send_at: Not a valid datetime." from webargs' nested messages."""
+    if not isinstance(messages, dict):
+        return None
+    problems: list[str] = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, path if key == "_schema" else path + [str(key)])
+        elif isinstance(node, list) and all(isinstance(item, str) for item in node):
+            problems.append(f"{'.'.join(path) or 'body'}: {' '.join(node)}")
+        else:
+            problems.append(f"{'.'.join(path) or 'body'}: {node}")
+
+    for location in messages.values():  # {"json": {...}} / {"query": {...}}: the location adds nothing
+        walk(location, [])
+    return "Invalid request: " + "; ".join(problems) if problems else None
+
+
+def register_web(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        if _wants_json():
+            data = getattr(exc, "data", None) or {}
+            message = data.get("message") or _summarise(data.get("messages")) or exc.description
+            body = {"code": exc.code, "status": exc.name, "message": message,
+                    # always present, as README documents: {"code", "message", "errors"}
+                    "errors": data.get("errors") or data.get("messages") or {}}
+            response = jsonify(body)
+            response.status_code = exc.code
+            if exc.code == 401:
+                response.headers["WWW-Authenticate"] = 'Bearer realm="attest"'
+            return response
+        return render_template("errors/error.html", code=exc.code, title=exc.name,
+                               message=exc.description), exc.code
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError):
+        message = _("This form has expired or did not come from this site. "
+                    "Nothing was saved; please reload the page and try again.")
+        return render_template("errors/error.html", code=400, title=_("Form expired"),
+                               message=message), 400
+
+    @app.errorhandler(ServiceError)
+    def service_error(exc: ServiceError):
+        if _wants_json():
+            return jsonify(code=exc.status, message=exc.message, errors=exc.details or {}), exc.status
+        return render_template("errors/error.html", code=exc.status, title=_("Not possible"),
+                               message=exc.message), exc.status
+
+    @app.after_request
+    def security_headers(response):
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        if app.config["BASE_URL"].startswith("https://"):
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        return response
+
+    @app.post("/language")
+    def set_language():
+        lang = request.form.get("lang")
+        if lang in app.config["LANGUAGES"]:
+            session["lang"] = lang
+        target = request.form.get("next") or "/"
+        if not target.startswith("/") or target.startswith("//"):
+            target = url_for("accounts.home")
+        return redirect(target)
+
+    @app.context_processor
+    def template_helpers():
+        from flask_babel import get_locale
+
+        return {"current_locale": str(get_locale()), "languages": app.config["LANGUAGES"]}
+
+    app.jinja_env.filters["label"] = lambda code: LABELS.get(code, code)

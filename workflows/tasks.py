@@ -1,0 +1,59 @@
+"""Celery tasks: each takes ids, calls one idempotent service, commits.
+
+Beat runs ``tick`` every BEAT_INTERVAL seconds; everything that is due lives in
+the database, so a lost task or a restarted broker costs at most one tick.
+"""
+from __future__ import annotations
+
+from celery import shared_task
+from flask import current_app
+
+from survey.extensions import db
+
+
+@shared_task(name="workflows.tasks.tick")
+def tick() -> None:
+    """Start due campaigns, recover abandoned sends, open and close campaigns."""
+    from survey.campaigns import services as campaigns
+    from survey.mail import sending
+
+    for campaign_id in campaigns.campaigns_due_to_start():
+        start_campaign.delay(campaign_id)
+    sending.release_expired_leases()
+    campaigns.open_sent_campaigns()
+    campaigns.close_due_campaigns()
+    waiting = sending.work_waiting()
+    db.session.commit()
+    if waiting:
+        kick_senders()
+
+
+@shared_task(name="workflows.tasks.start_campaign")
+def start_campaign(campaign_id: int) -> None:
+    from survey.campaigns.services import start_campaign as start
+
+    started = start(campaign_id)
+    db.session.commit()
+    if started:
+        kick_senders()
+
+
+@shared_task(name="workflows.tasks.send_due_emails")
+def send_due_emails() -> None:
+    """Send one batch; while batches come back full, another task takes the next."""
+    from survey.mail.sending import send_batch
+
+    from survey.campaigns.services import open_sent_campaigns
+
+    size = current_app.config["DISPATCH_BATCH_SIZE"]
+    if send_batch(size) == size:
+        send_due_emails.delay()
+    else:  # the queue ran dry: campaigns whose invitations are all out are now open
+        open_sent_campaigns()
+        db.session.commit()
+
+
+def kick_senders() -> None:
+    """Start as many sending chains as there are workers to run them."""
+    for _ in range(current_app.config["DISPATCH_PARALLELISM"]):
+        send_due_emails.delay()
