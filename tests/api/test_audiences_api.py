@@ -1,0 +1,90 @@
+"""POST /api/v1/audiences/import?kind=…"""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from survey.extensions import db
+
+URL = "/api/v1/audiences/import"
+
+
+def _people():
+    from survey.audiences.models import Stakeholder
+
+    return {p.email: p for p in db.session.scalars(select(Stakeholder))}
+
+
+def test_csv_body_creates_updates_and_rejects_with_line_numbers(client, auth, create_stakeholder):
+    create_stakeholder(kind="alumnus", email="known@example.org", cohort="2022")
+    csv_body = (
+        "email,first_name,last_name,cohort\n"
+        "new@example.org,Grace,Hopper,2024\n"
+        "KNOWN@example.org,Ada,Lovelace,2023\n"
+        "not-an-email,Alan,Turing,2024\n"
+        "new@example.org,Grace,Again,2024\n"
+    )
+    response = client.post(f"{URL}?kind=alumnus", data=csv_body.encode(), content_type="text/csv", headers=auth)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    report = response.get_json()
+    assert set(report) == {"created", "updated", "rejected"}
+    assert report["created"] == 1
+    assert report["updated"] == 1
+    assert [r["line"] for r in report["rejected"]] == [4, 5]
+    assert all(set(r) == {"line", "reason"} and r["reason"] for r in report["rejected"])
+    assert "duplicate of line 2" in report["rejected"][1]["reason"]
+
+    db.session.expire_all()
+    people = _people()
+    assert set(people) == {"new@example.org", "known@example.org"}
+    assert people["known@example.org"].attributes["cohort"] == "2023"
+    assert people["new@example.org"].kind == "alumnus"
+
+
+def test_importing_the_same_file_again_updates_instead_of_duplicating(client, auth):
+    body = b"email;prenom;nom\nsame@example.org;Marie;Curie\n"
+    first = client.post(f"{URL}?kind=alumnus", data=body, content_type="text/csv", headers=auth).get_json()
+    second = client.post(f"{URL}?kind=alumnus", data=body, content_type="text/csv", headers=auth).get_json()
+    assert (first["created"], first["updated"]) == (1, 0)
+    assert (second["created"], second["updated"]) == (0, 1)
+    assert len(_people()) == 1
+
+
+def test_the_employees_export_creates_60_people(client, auth, shared_data):
+    from survey.audiences.models import Stakeholder
+
+    body = (shared_data / "employees.csv").read_bytes()
+    response = client.post(f"{URL}?kind=employee", data=body, content_type="text/csv", headers=auth)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json() == {"created": 60, "updated": 0, "rejected": []}
+    count = db.session.scalar(select(func.count()).select_from(Stakeholder).where(Stakeholder.kind == "employee"))
+    assert count == 60
+
+
+@pytest.mark.parametrize("query", ["", "?kind=", "?kind=robot", "?kind=Alumnus", "?other=alumnus"])
+def test_missing_or_wrong_kind_gives_422_json_and_imports_nothing(client, auth, query):
+    body = b"email\nsomeone@example.org\n"
+    response = client.post(URL + query, data=body, content_type="text/csv", headers=auth)
+    assert response.status_code == 422, response.get_data(as_text=True)
+    payload = response.get_json()
+    assert payload["code"] == 422 and payload["message"]
+    assert "kind" in payload["message"]
+    assert _people() == {}
+
+
+@pytest.mark.parametrize("body", [
+    b"",
+    b"\x00\x01\x02\xff\xfe\xfd garbage",
+    b"PK\x03\x04\x14\x00\x06\x00",  # an .xlsx sent instead of CSV
+    b"name,phone\nAda,123\n",      # no email column
+    b'email\n"unterminated\n',
+])
+def test_unusable_csv_is_reported_not_a_500(client, auth, body):
+    response = client.post(f"{URL}?kind=alumnus", data=body, content_type="text/csv", headers=auth)
+    assert response.status_code in (200, 422), response.get_data(as_text=True)[:300]
+    assert response.is_json
+    payload = response.get_json()
+    if response.status_code == 200:
+        assert payload["created"] == 0 and payload["rejected"]
+        assert all(r["reason"] for r in payload["rejected"])
+    assert _people() == {}

@@ -1,0 +1,190 @@
+"""Shared fixtures: a migrated database, a real SMTP server, a real Celery worker.
+
+The database is built by ``alembic upgrade`` from empty, never by create_all.
+Set ``TEST_DATABASE_URL`` (PostgreSQL) and ``TEST_REDIS_URL`` to run against the
+real servers, as .ci/run does; without them the suite runs on SQLite with a
+filesystem Celery broker.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+_tmp = Path(tempfile.mkdtemp(prefix="attest-test-"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+_pg_url = os.environ.get("TEST_DATABASE_URL")
+_pg_dbname = None
+if _pg_url:
+    import psycopg
+
+    _pg_dbname = f"attest_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(_pg_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{_pg_dbname}"')
+    _database_url = _pg_url.rsplit("/", 1)[0] + "/" + _pg_dbname
+else:
+    _database_url = f"sqlite:///{_tmp / 'test.sqlite3'}"
+
+# The app under test and the worker subprocesses read the same environment.
+os.environ.update(
+    ATTEST_INSTANCE_DIR=str(_tmp / "instance"),
+    DATABASE_URL=_database_url,
+    SECRET_KEY=secrets.token_hex(32),
+    SMTP_HOST="127.0.0.1",
+    SMTP_PORT=str(_free_port()),
+    SMTP_STARTTLS="",
+    MAIL_FROM="Attest <attest@test.example>",
+    BASE_URL="https://attest.test.example",
+    CELERY_QUEUE=f"attest-test-{uuid.uuid4().hex[:8]}",
+    BEAT_INTERVAL="1",
+    MAIL_CATCHER_DIR=str(_tmp / "caught"),
+)
+if os.environ.get("TEST_REDIS_URL"):
+    os.environ["CELERY_BROKER_URL"] = os.environ["TEST_REDIS_URL"]
+else:
+    os.environ.pop("CELERY_BROKER_URL", None)
+    os.environ.pop("REDIS_URL", None)
+
+from flask_migrate import upgrade  # noqa: E402
+
+from survey import create_app  # noqa: E402
+from survey.extensions import db  # noqa: E402
+
+pytest_plugins = ["tests.factories"]
+
+
+@pytest.fixture(scope="session")
+def app():
+    app = create_app({"TESTING": True})
+    with app.app_context():
+        upgrade()
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+    if _pg_dbname:
+        import psycopg
+
+        with psycopg.connect(_pg_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{_pg_dbname}" WITH (FORCE)')
+
+
+@pytest.fixture(autouse=True)
+def _clean_tables(request):
+    """Each test starts from an empty (migrated) schema."""
+    yield
+    if "app" not in request.fixturenames:
+        return
+    app = request.getfixturevalue("app")
+    with app.app_context():
+        db.session.remove()
+        with db.engine.begin() as conn:
+            for table in reversed(db.metadata.sorted_tables):
+                conn.execute(table.delete())
+
+
+@pytest.fixture
+def app_ctx(app):
+    with app.app_context():
+        yield app
+        db.session.remove()
+
+
+@pytest.fixture
+def client(app, app_ctx):
+    return app.test_client()
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"{SHARED_DATA} is missing; CI always has ../shared")
+        pytest.skip("../shared/data is not beside this clone (CI always has it)")
+    return SHARED_DATA
+
+
+class CaughtMail:
+    """What a real aiosmtpd server received, with scriptable replies."""
+
+    def __init__(self):
+        self.messages: list = []
+        self.replies: list[str] = []  # consumed one per RCPT; empty means 250
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.replies:
+            reply = self.replies.pop(0)
+            if not reply.startswith("250"):
+                return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        from email import message_from_bytes, policy
+
+        msg = message_from_bytes(envelope.content, policy=policy.default)
+        self.messages.append({"to": list(envelope.rcpt_tos), "from": envelope.mail_from, "message": msg})
+        return "250 Message accepted"
+
+    def wait_for(self, count: int, timeout: float = 60) -> list:
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.messages
+
+
+@pytest.fixture
+def smtp_server():
+    """A real SMTP server on the port the app is configured to use."""
+    from aiosmtpd.controller import Controller
+
+    handler = CaughtMail()
+    controller = Controller(handler, hostname="127.0.0.1", port=int(os.environ["SMTP_PORT"]))
+    controller.start()
+    yield handler
+    controller.stop()
+
+
+@pytest.fixture
+def celery_worker_process(app, tmp_path):
+    """A real ``celery worker`` subprocess on this run's own queue and database."""
+    log_path = tmp_path / "worker.log"
+    log = log_path.open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "wsgi:celery_app", "worker",
+         "--pool", "threads", "--concurrency", "2", "--loglevel", "INFO",
+         "--without-gossip", "--without-mingle", "--without-heartbeat",
+         "-Q", os.environ["CELERY_QUEUE"]],
+        cwd=ROOT, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while "ready." not in log_path.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("celery worker did not start:\n" + log_path.read_text())
+        time.sleep(0.1)
+    proc.log_path = log_path
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()

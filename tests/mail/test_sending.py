@@ -1,0 +1,611 @@
+"""Sending invitations through a real SMTP server (aiosmtpd), in-process.
+
+``send_batch`` is called directly, as the worker's ``send_due_emails`` task does.
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from email.utils import parseaddr
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text, update
+
+from survey.audiences.models import Stakeholder
+from survey.campaigns import services
+from survey.campaigns.models import Campaign, Invitation
+from survey.extensions import db
+from survey.mail import sending
+from survey.mail.models import OutboxMessage
+from survey.mail.sending import claim_due, release_expired_leases, send_batch, work_waiting
+from tests.campaigns.helpers import invitations, now, outbox, started_campaign
+from tests.conftest import CaughtMail
+
+BASE = "https://attest.test.example"
+TRANSLATIONS = Path(__file__).resolve().parents[2] / "survey" / "translations"
+
+
+class RecordingMail(CaughtMail):
+    """CaughtMail that also notes the connection each message came on, and can run
+    a check while the message is being received."""
+
+    def __init__(self):
+        super().__init__()
+        self.peers: list = []
+        self.rcpt_peers: list = []
+        self.during_data = None
+        self.seen_during_data: list = []
+        self.drops = 0  # how many next RCPTs hang up instead of answering
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        self.rcpt_peers.append(session.peer)
+        if self.drops:
+            self.drops -= 1
+            server.transport.close()
+            return "421 4.4.2 gone"
+        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
+
+    async def handle_DATA(self, server, session, envelope):
+        self.peers.append(session.peer)
+        if self.during_data is not None:
+            self.seen_during_data.append(self.during_data(envelope))
+        return await super().handle_DATA(server, session, envelope)
+
+    @property
+    def connections(self) -> int:
+        return len(set(self.peers))
+
+
+@pytest.fixture
+def smtp(app):
+    from aiosmtpd.controller import Controller
+
+    handler = RecordingMail()
+    controller = Controller(handler, hostname="127.0.0.1", port=app.config["SMTP_PORT"])
+    controller.start()
+    yield handler
+    controller.stop()
+
+
+@pytest.fixture
+def retry_base(app, monkeypatch):
+    """Temporary failures are retried after 0.25 s, then 0.5 s, 1 s…"""
+    monkeypatch.setitem(app.config, "MAIL_RETRY_BASE_SECONDS", 0.25)
+    return 0.25
+
+
+@pytest.fixture
+def alumni(builtin_questionnaires):
+    return builtin_questionnaires["alumni-outcomes"]
+
+
+def _rows(campaign_id):
+    db.session.expire_all()
+    return outbox(campaign_id)
+
+
+def _wait_until(moment: datetime) -> None:
+    delay = (moment - datetime.now(timezone.utc)).total_seconds()
+    assert delay < 2, "the test would sleep too long"
+    if delay > 0:
+        time.sleep(delay + 0.01)
+
+
+def _recipient(caught) -> str:
+    return caught["to"][0]
+
+
+# ---------------------------------------------------------------------- the email itself
+
+def test_invitation_in_the_recipients_language(app, alumni, create_stakeholder, smtp, monkeypatch):
+    closes = datetime(now().year + 1, 3, 15, 17, 0, tzinfo=timezone.utc)  # 18:00 in Paris
+    french = create_stakeholder(email="claire@example.fr", locale="fr", timezone="Europe/Paris")
+    english = create_stakeholder(email="jane@example.org", locale="en", timezone="Europe/London")
+    started_campaign(alumni, monkeypatch, closes_at=closes)
+
+    assert send_batch(100) == 2
+    by_address = {_recipient(m): m["message"] for m in smtp.messages}
+    assert set(by_address) == {french.email, english.email}
+
+    for person, message in ((french, by_address[french.email]), (english, by_address[english.email])):
+        assert message.get_content_type() == "multipart/alternative"
+        plain = message.get_body(preferencelist=("plain",))
+        html = message.get_body(preferencelist=("html",))
+        assert plain is not None and html is not None
+        assert plain.get_content_type() == "text/plain" and html.get_content_type() == "text/html"
+        assert f'<html lang="{person.locale}">' in html.get_content()
+        assert parseaddr(message["To"])[1] == person.email
+        assert "Ada Lovelace" in message["To"]
+        assert parseaddr(message["From"])[1] == "attest@test.example"
+
+    fr, en = by_address[french.email], by_address[english.email]
+    # The questionnaire's own title is always in the person's language.
+    assert alumni.title("fr") in fr["Subject"] and alumni.title("fr").startswith("Qu'est-ce qui a changé")
+    assert alumni.title("en") in en["Subject"]
+    assert "What has changed" not in fr["Subject"]
+    # The closing date is written the person's way, in their time zone.
+    year = closes.year
+    for part in (fr.get_body(("plain",)).get_content(), fr.get_body(("html",)).get_content()):
+        assert f"15 mars {year}" in part
+        assert "18:00" in part
+        assert "March" not in part
+    for part in (en.get_body(("plain",)).get_content(), en.get_body(("html",)).get_content()):
+        assert f"March 15, {year}" in part
+        assert "5:00:00\u202fPM" in part or "5:00:00 PM" in part
+    # The interface text follows the catalogs: once French is compiled, no English is left.
+    if list(TRANSLATIONS.glob("fr/LC_MESSAGES/messages.mo")):
+        assert "a few minutes of your time" not in fr["Subject"]
+        assert "Hello" not in fr.get_body(("plain",)).get_content()
+    assert "Hello Ada," in en.get_body(("plain",)).get_content()
+
+
+def test_names_are_escaped_in_the_html_part(app, alumni, create_stakeholder, smtp, monkeypatch):
+    person = create_stakeholder()
+    person.first_name = '<img src=x onerror="alert(1)">'
+    db.session.commit()
+    started_campaign(alumni, monkeypatch)
+    assert send_batch(100) == 1
+    message = smtp.messages[0]["message"]
+    html = message.get_body(("html",)).get_content()
+    assert "<img src=x" not in html and "&lt;img src=x" in html
+    assert person.first_name in message.get_body(("plain",)).get_content()  # plain text is not HTML
+
+
+def test_link_comes_from_base_url_never_from_the_request_host(app, client, alumni, create_stakeholder, smtp,
+                                                              monkeypatch):
+    create_stakeholder()
+    campaign = started_campaign(alumni, monkeypatch)
+    # Sending while serving a request that came with another Host header.
+    with app.test_request_context("/admin/campaigns/", base_url="http://evil.example:8080"):
+        assert send_batch(100) == 1
+    message = smtp.messages[0]["message"]
+    plain = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    assert "evil.example" not in plain and "evil.example" not in html
+    links = re.findall(r"https?://[^\s\"<]+/s/[A-Za-z0-9_-]+", plain)
+    assert len(links) == 1 and links[0].startswith(f"{BASE}/s/")
+    assert f'href="{links[0]}"' in html
+    # The link works, and is the invitation's own.
+    path = links[0].removeprefix(BASE)
+    assert client.get(path).status_code == 200
+    db.session.expire_all()
+    assert invitations(campaign.id)[0].opened_at is not None
+
+
+def test_message_id_is_stored_before_sending_and_sent_as_is(app, alumni, create_stakeholder, smtp, monkeypatch):
+    create_stakeholder()
+    create_stakeholder()
+    campaign = started_campaign(alumni, monkeypatch)
+    assert all(row.message_id is None for row in _rows(campaign.id))
+    engine = db.engine
+
+    def stored_ids(envelope):
+        # What another connection reads while the SMTP server receives the message.
+        with engine.connect() as conn:
+            return {row[0] for row in conn.execute(text("SELECT message_id FROM outbox_messages"))}
+
+    smtp.during_data = stored_ids
+    assert send_batch(100) == 2
+    received = [m["message"]["Message-ID"] for m in smtp.messages]
+    stored = [row.message_id for row in _rows(campaign.id)]
+    assert len(set(received)) == 2
+    assert sorted(received) == sorted(stored)
+    assert all(re.fullmatch(r"<[^@<>\s]+@test\.example>", mid) for mid in received)
+    for seen in smtp.seen_during_data:  # already stored when the first byte went out
+        assert set(stored) <= seen
+
+
+def test_one_connection_per_batch(app, alumni, create_stakeholder, smtp, monkeypatch):
+    for _ in range(5):
+        create_stakeholder()
+    campaign = started_campaign(alumni, monkeypatch)
+    smtp.replies = ["250", "451 4.3.0 try later"]  # a refusal does not cost a new connection
+    assert send_batch(100) == 5
+    assert len(smtp.messages) == 4
+    assert smtp.connections == 1
+    statuses = sorted(row.status for row in _rows(campaign.id))
+    assert statuses == ["queued", "sent", "sent", "sent", "sent"]
+
+
+def test_batches_are_limited_and_each_has_its_connection(app, alumni, create_stakeholder, smtp, monkeypatch):
+    for _ in range(5):
+        create_stakeholder()
+    started_campaign(alumni, monkeypatch)
+    assert send_batch(3) == 3
+    assert send_batch(3) == 2
+    assert send_batch(3) == 0
+    assert len(smtp.messages) == 5
+    assert len({_recipient(m) for m in smtp.messages}) == 5
+    assert smtp.connections == 2
+
+
+# ------------------------------------------------------------------ temporary failures
+
+def test_temporary_failure_is_retried_later_with_growing_delays(app, alumni, create_stakeholder, smtp,
+                                                                retry_base, monkeypatch):
+    person = create_stakeholder()
+    campaign = started_campaign(alumni, monkeypatch)
+    smtp.replies = ["451 4.3.0 try later", "451 4.3.0 try later"]
+
+    delays = []
+    for attempt in (1, 2):
+        before = now()
+        assert send_batch(100) == 1
+        after = now()
+        [row] = _rows(campaign.id)
+        assert (row.status, row.attempts, row.lease_until) == ("queued", attempt, None)
+        assert row.smtp_reply.startswith("451") and "try later" in row.smtp_reply
+        expected = retry_base * 2 ** (attempt - 1)
+        tolerance = timedelta(milliseconds=1)
+        assert before + timedelta(seconds=expected) - tolerance <= row.next_attempt_at
+        assert row.next_attempt_at <= after + timedelta(seconds=expected) + tolerance
+        delays.append(row.next_attempt_at)
+        assert send_batch(100) == 0  # not before it is due
+        assert smtp.messages == []
+        assert invitations(campaign.id)[0].status == "queued"
+        assert services.open_sent_campaigns() == 0  # still waiting for it
+        _wait_until(row.next_attempt_at)
+
+    message_id = row.message_id
+    assert send_batch(100) == 1
+    [row] = _rows(campaign.id)
+    assert (row.status, row.attempts, row.message_id) == ("sent", 3, message_id)
+    assert row.smtp_reply.startswith("250")
+    assert [_recipient(m) for m in smtp.messages] == [person.email]
+    assert smtp.messages[0]["message"]["Message-ID"] == message_id
+    assert invitations(campaign.id)[0].status == "sent"
+    assert services.campaign_counts(campaign.id)["sent"] == 1
+    time.sleep(0.3)
+    assert send_batch(100) == 0
+    assert len(smtp.messages) == 1  # delivered once
+
+
+def test_gives_up_after_the_last_attempt(app, alumni, create_stakeholder, smtp, monkeypatch):
+    monkeypatch.setitem(app.config, "MAIL_RETRY_BASE_SECONDS", 0.01)
+    person = create_stakeholder()
+    campaign = started_campaign(alumni, monkeypatch)
+    smtp.replies = ["451 4.3.0 try later"] * sending.MAX_ATTEMPTS
+    for _ in range(sending.MAX_ATTEMPTS):
+        row = _rows(campaign.id)[0]
+        _wait_until(row.next_attempt_at)
+        assert send_batch(100) == 1
+    [row] = _rows(campaign.id)
+    assert (row.status, row.attempts) == ("failed", sending.MAX_ATTEMPTS)
+    time.sleep(0.4)
+    assert send_batch(100) == 0
+    assert smtp.messages == []
+    assert invitations(campaign.id)[0].status == "failed"
+    assert db.session.get(Stakeholder, person.id).suppressed_at is None  # a full mailbox is not a dead one
+    assert services.campaign_counts(campaign.id)["failed"] == 1
+
+
+# ----------------------------------------------------------------------- hard bounces
+
+def test_hard_bounce_fails_at_once_and_suppresses_the_address(app, alumni, create_stakeholder, smtp,
+                                                             retry_base, monkeypatch):
+    dead = create_stakeholder(email="gone@example.org")
+    alive = create_stakeholder(email="here@example.org")
+    campaign = started_campaign(alumni, monkeypatch)
+    smtp.replies = ["550 5.1.1 no such user"]  # the first RCPT (the first row) only
+
+    assert send_batch(100) == 2
+    assert [_recipient(m) for m in smtp.messages] == [alive.email]
+    rows = {row.invitation.stakeholder_id: row for row in _rows(campaign.id)}
+    bounced = rows[dead.id]
+    assert (bounced.status, bounced.attempts) == ("failed", 1)
+    assert "550" in bounced.smtp_reply and "5.1.1" in bounced.smtp_reply
+    assert rows[alive.id].status == "sent"
+    person = db.session.get(Stakeholder, dead.id)
+    assert person.suppressed_at is not None
+    assert person.suppression_reason.startswith("hard bounce") and "5.1.1" in person.suppression_reason
+    assert db.session.get(Stakeholder, alive.id).suppressed_at is None
+    status = {i.stakeholder_id: i.status for i in invitations(campaign.id)}
+    assert status == {dead.id: "bounced", alive.id: "sent"}
+    assert services.campaign_counts(campaign.id)["failed"] == 1
+
+    time.sleep(retry_base + 0.05)
+    assert send_batch(100) == 0  # never retried
+    assert len(smtp.messages) == 1
+    assert services.open_sent_campaigns() == 1
+
+    later = started_campaign(alumni, monkeypatch, name="Alumni 2026")
+    assert [i.stakeholder_id for i in invitations(later.id)] == [alive.id]
+
+
+def test_permanent_refusal_that_is_not_a_dead_address_does_not_suppress(app, alumni, create_stakeholder, smtp,
+                                                                        monkeypatch):
+    person = create_stakeholder()
+    campaign = started_campaign(alumni, monkeypatch)
+    smtp.replies = ["550 5.7.1 message refused by policy"]
+    assert send_batch(100) == 1
+    [row] = _rows(campaign.id)
+    assert row.status == "failed"
+    assert invitations(campaign.id)[0].status == "failed"
+    assert db.session.get(Stakeholder, person.id).suppressed_at is None
+
+
+# --------------------------------------------------------------------- unreachable relay
+
+def test_server_down_everything_goes_back_to_the_queue(app, alumni, create_stakeholder, retry_base, monkeypatch):
+    people = [create_stakeholder() for _ in range(3)]
+    campaign = started_campaign(alumni, monkeypatch)
+    # Nothing listens on SMTP_PORT.
+    assert send_batch(100) == 3
+    rows = _rows(campaign.id)
+    assert [(r.status, r.attempts, r.lease_until) for r in rows] == [("queued", 1, None)] * 3
+    assert all("connection" in r.smtp_reply for r in rows)
+    assert all(r.next_attempt_at > now() for r in rows)
+    assert {i.status for i in invitations(campaign.id)} == {"queued"}
+    assert services.open_sent_campaigns() == 0
+    message_ids = [r.message_id for r in rows]
+
+    # The relay comes back: everyone gets the email, once, with the Message-ID fixed at first.
+    from aiosmtpd.controller import Controller
+
+    handler = RecordingMail()
+    controller = Controller(handler, hostname="127.0.0.1", port=app.config["SMTP_PORT"])
+    controller.start()
+    try:
+        _wait_until(max(r.next_attempt_at for r in rows))
+        assert send_batch(100) == 3
+    finally:
+        controller.stop()
+    assert sorted(_recipient(m) for m in handler.messages) == sorted(p.email for p in people)
+    assert sorted(m["message"]["Message-ID"] for m in handler.messages) == sorted(message_ids)
+    assert [r.status for r in _rows(campaign.id)] == ["sent"] * 3
+    assert services.open_sent_campaigns() == 1
+
+
+@pytest.fixture
+def silent_relay(app, monkeypatch):
+    """A server that accepts connections and never says a word (a hung relay)."""
+    monkeypatch.setitem(app.config, "SMTP_TIMEOUT", 0.3)
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", app.config["SMTP_PORT"]))
+    listener.listen(50)
+    listener.settimeout(0.1)
+    accepted, stop = [], threading.Event()
+
+    def accept():
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield accepted
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    listener.close()
+
+
+def test_a_hung_relay_costs_one_timeout_per_batch(app, alumni, create_stakeholder, silent_relay, retry_base,
+                                                  monkeypatch):
+    for _ in range(4):
+        create_stakeholder()
+    campaign = started_campaign(alumni, monkeypatch)
+    started = time.monotonic()
+    assert send_batch(100) == 4
+    elapsed = time.monotonic() - started
+    assert len(silent_relay) == 1  # not one connection (and one timeout) per email
+    assert elapsed < 1.0
+    assert [(r.status, r.attempts) for r in _rows(campaign.id)] == [("queued", 1)] * 4
+
+
+def test_a_dropped_connection_is_reopened_once(app, alumni, create_stakeholder, smtp, retry_base, monkeypatch):
+    people = [create_stakeholder() for _ in range(3)]
+    campaign = started_campaign(alumni, monkeypatch)
+    smtp.drops = 1
+    assert send_batch(100) == 3
+    rows = _rows(campaign.id)
+    assert [r.status for r in rows] == ["queued", "sent", "sent"]
+    assert "connection" in rows[0].smtp_reply
+    assert sorted(_recipient(m) for m in smtp.messages) == sorted(p.email for p in people[1:])
+    assert len(set(smtp.rcpt_peers)) == 2
+
+
+def test_a_server_that_keeps_dropping_us_is_left_alone_for_the_batch(app, alumni, create_stakeholder, smtp,
+                                                                     retry_base, monkeypatch):
+    for _ in range(4):
+        create_stakeholder()
+    campaign = started_campaign(alumni, monkeypatch)
+    smtp.drops = 10
+    assert send_batch(100) == 4
+    assert [(r.status, r.attempts) for r in _rows(campaign.id)] == [("queued", 1)] * 4
+    assert len(set(smtp.rcpt_peers)) == 2  # the first connection and one more, not one per email
+    smtp.drops = 0
+    _wait_until(max(r.next_attempt_at for r in _rows(campaign.id)))
+    assert send_batch(100) == 4
+    assert len(smtp.messages) == 4
+
+
+def test_data_refused_permanently_is_not_retried(app, alumni, create_stakeholder, smtp, retry_base, monkeypatch):
+    import smtplib
+
+    refused = create_stakeholder()
+    accepted = create_stakeholder()
+    campaign = started_campaign(alumni, monkeypatch)
+    real_data = smtplib.SMTP.data
+    calls = []
+
+    def data(self, msg):  # the relay answers 554 to the DATA command of the first email
+        calls.append(1)
+        if len(calls) == 1:
+            self.docmd("RSET")
+            raise smtplib.SMTPDataError(554, b"5.7.1 message refused")
+        return real_data(self, msg)
+
+    monkeypatch.setattr(smtplib.SMTP, "data", data)
+    assert send_batch(100) == 2
+    rows = {r.invitation.stakeholder_id: r for r in _rows(campaign.id)}
+    assert rows[refused.id].status == "failed" and rows[refused.id].smtp_reply.startswith("554")
+    assert rows[accepted.id].status == "sent"
+    assert [_recipient(m) for m in smtp.messages] == [accepted.email]
+    assert smtp.connections == 1
+
+
+# ----------------------------------------------------------------------- leases, races
+
+def test_expired_lease_goes_back_to_the_queue(app, alumni, create_stakeholder, smtp, monkeypatch):
+    person = create_stakeholder()
+    other = create_stakeholder()
+    campaign = started_campaign(alumni, monkeypatch)
+    # A worker claims both rows and dies before sending anything.
+    claimed = claim_due(10)
+    assert len(claimed) == 2
+    assert {r.status for r in _rows(campaign.id)} == {"sending"}
+    assert send_batch(100) == 0  # leased: nobody else takes them
+    assert work_waiting() is False
+    assert release_expired_leases() == 0  # the leases still run
+    # One lease runs out.
+    expired_id = min(claimed)
+    db.session.execute(update(OutboxMessage).where(OutboxMessage.id == expired_id)
+                       .values(lease_until=now() - timedelta(seconds=1)))
+    db.session.commit()
+    assert release_expired_leases() == 1
+    db.session.commit()
+    rows = {r.id: r for r in _rows(campaign.id)}
+    assert (rows[expired_id].status, rows[expired_id].lease_until) == ("queued", None)
+    assert rows[max(claimed)].status == "sending"
+    assert send_batch(100) == 1
+    assert [_recipient(m) for m in smtp.messages] == [
+        db.session.get(Invitation, rows[expired_id].invitation_id).stakeholder.email]
+    assert {person.email, other.email} >= {_recipient(m) for m in smtp.messages}
+
+
+def test_two_senders_racing_never_send_a_row_twice(app, alumni, create_stakeholder, smtp, monkeypatch):
+    people = [create_stakeholder() for _ in range(30)]
+    campaign = started_campaign(alumni, monkeypatch)
+    barrier = threading.Barrier(3)
+    claimed, errors = [[], [], []], []
+
+    def sender(index):
+        try:
+            with app.app_context():
+                barrier.wait()
+                while True:
+                    count = send_batch(4)
+                    if not count:
+                        break
+                    claimed[index].append(count)
+                db.session.remove()
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sender, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert sum(map(sum, claimed)) == 30
+    recipients = [_recipient(m) for m in smtp.messages]
+    assert len(recipients) == 30
+    assert sorted(recipients) == sorted(p.email for p in people)
+    rows = _rows(campaign.id)
+    assert [(r.status, r.attempts) for r in rows] == [("sent", 1)] * 30
+    assert len({m["message"]["Message-ID"] for m in smtp.messages}) == 30
+
+
+# ------------------------------------------------------------------- closing, suppression
+
+def test_closing_cancels_what_is_still_queued(app, alumni, create_stakeholder, smtp, monkeypatch):
+    for _ in range(3):
+        create_stakeholder()
+    campaign = started_campaign(alumni, monkeypatch)
+    assert send_batch(1) == 1
+    db.session.execute(update(Campaign).where(Campaign.id == campaign.id)
+                       .values(closes_at=now() - timedelta(seconds=1)))
+    db.session.commit()
+    assert services.close_due_campaigns() == 1
+    db.session.commit()
+    assert sorted(r.status for r in _rows(campaign.id)) == ["cancelled", "cancelled", "sent"]
+    assert db.session.get(Campaign, campaign.id).status == "closed"
+    assert send_batch(100) == 0
+    assert len(smtp.messages) == 1
+    assert services.close_due_campaigns() == 0
+
+
+def test_nothing_goes_out_once_the_closing_time_has_passed(app, alumni, create_stakeholder, smtp, monkeypatch):
+    # closes_at has passed but the beat has not closed the campaign yet.
+    create_stakeholder()
+    campaign = started_campaign(alumni, monkeypatch)
+    db.session.execute(update(Campaign).where(Campaign.id == campaign.id)
+                       .values(closes_at=now() - timedelta(seconds=1)))
+    db.session.commit()
+    assert send_batch(100) == 1
+    assert smtp.messages == []
+    assert [r.status for r in _rows(campaign.id)] == ["cancelled"]
+
+
+def test_a_campaign_not_due_to_close_keeps_its_queue(app, alumni, create_stakeholder, smtp, monkeypatch):
+    create_stakeholder()
+    campaign = started_campaign(alumni, monkeypatch)
+    assert services.close_due_campaigns() == 0
+    assert [r.status for r in _rows(campaign.id)] == ["queued"]
+
+
+def test_someone_who_opts_out_before_the_send_gets_nothing(app, alumni, create_stakeholder, smtp, monkeypatch):
+    leaving = create_stakeholder()
+    staying = create_stakeholder()
+    campaign = started_campaign(alumni, monkeypatch)
+    person = db.session.get(Stakeholder, leaving.id)
+    person.suppressed_at, person.suppression_reason = now(), "opted out"
+    db.session.commit()
+    assert send_batch(100) == 2
+    assert [_recipient(m) for m in smtp.messages] == [staying.email]
+    rows = {r.invitation.stakeholder_id: r.status for r in _rows(campaign.id)}
+    assert rows == {leaving.id: "cancelled", staying.id: "sent"}
+
+
+def test_an_address_that_cannot_be_sent_does_not_block_the_batch(app, alumni, create_stakeholder, smtp,
+                                                                 monkeypatch):
+    # The importer accepts internationalised addresses; a non-ASCII local part needs
+    # SMTPUTF8. That one row fails; the rest of its batch still goes, once.
+    first = create_stakeholder(email="first@example.org")
+    unicode_local = create_stakeholder(email="jösé@example.org")
+    idn_domain = create_stakeholder(email="ana@exämple.org")
+    campaign = started_campaign(alumni, monkeypatch)
+    assert send_batch(100) == 3
+    assert sorted(_recipient(m) for m in smtp.messages) == sorted([first.email, "ana@xn--exmple-cua.org"])
+    rows = {r.invitation.stakeholder_id: r for r in _rows(campaign.id)}
+    assert rows[unicode_local.id].status == "failed"
+    assert rows[first.id].status == rows[idn_domain.id].status == "sent"
+    assert "sending" not in {r.status for r in rows.values()}
+    assert {i.stakeholder_id: i.status for i in invitations(campaign.id)}[unicode_local.id] == "failed"
+    assert db.session.get(Stakeholder, unicode_local.id).suppressed_at is None
+    # Nothing is left to resend later.
+    db.session.execute(update(OutboxMessage).values(lease_until=None))
+    assert release_expired_leases() == 0
+
+
+# ------------------------------------------------------------------------- the worker's tasks
+
+def test_send_due_emails_chains_while_batches_are_full_then_opens(app, alumni, create_stakeholder, smtp,
+                                                                  monkeypatch):
+    from workflows import tasks
+
+    for _ in range(3):
+        create_stakeholder()
+    campaign = started_campaign(alumni, monkeypatch)
+    chained = []
+    monkeypatch.setattr(tasks.send_due_emails, "delay", lambda *a, **k: chained.append(1))
+    monkeypatch.setitem(app.config, "DISPATCH_BATCH_SIZE", 2)
+    tasks.send_due_emails()  # a full batch: the next one is queued
+    assert (len(smtp.messages), len(chained)) == (2, 1)
+    db.session.expire_all()
+    assert db.session.get(Campaign, campaign.id).status == "sending"
+    tasks.send_due_emails()  # the last one: the queue ran dry, the campaign opens
+    assert (len(smtp.messages), len(chained)) == (3, 1)
+    db.session.expire_all()
+    assert db.session.get(Campaign, campaign.id).status == "open"

@@ -1,0 +1,57 @@
+"""Evidence files: accepted by their content, never by their name; kept out of the web root."""
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from pathlib import Path
+
+from sqlalchemy import select
+
+from survey.campaigns.models import Response
+from survey.extensions import db
+
+PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+
+def _post(client, path, **files):
+    page = client.get(path).get_data(as_text=True)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    data = {"csrf_token": token, "activity": "employed_full_time", "outcomes": ["new_job"], "save": "1"}
+    data.update({name: (io.BytesIO(content), filename) for name, (content, filename) in files.items()})
+    return client.post(path, data=data, content_type="multipart/form-data")
+
+
+def _saved_answers():
+    db.session.expire_all()
+    return db.session.scalars(select(Response)).one().answers
+
+
+def test_a_pdf_is_stored_with_its_hash_outside_the_web_root(app, client, open_survey):
+    _invitation, path = open_survey()
+    response = _post(client, path, evidence_file=(PDF, "contract.pdf"))
+    assert response.status_code == 200, response.get_data(as_text=True)
+    stored = _saved_answers()["evidence_file"]
+    assert stored["media_type"] == "application/pdf"
+    assert stored["sha256"] == hashlib.sha256(PDF).hexdigest()
+    assert stored["filename"] == "contract.pdf"
+    on_disk = Path(app.config["EVIDENCE_DIR"]) / stored["stored_as"]
+    assert on_disk.read_bytes() == PDF
+    assert not str(on_disk).startswith(app.static_folder)
+    assert "contract.pdf" in client.get(path).get_data(as_text=True)  # shown as attached on resume
+
+
+def test_html_named_pdf_is_refused_and_nothing_is_saved(client, open_survey):
+    _invitation, path = open_survey()
+    response = _post(client, path, evidence_file=(b"<html><script>alert(1)</script></html>", "cv.pdf"))
+    assert response.status_code == 422
+    assert "Only PDF, PNG and JPEG files are accepted." in response.get_data(as_text=True)
+    assert db.session.scalars(select(Response)).first() is None
+
+
+def test_an_oversized_file_is_refused(app, client, open_survey, monkeypatch):
+    monkeypatch.setitem(app.config, "EVIDENCE_MAX_BYTES", 1024)
+    _invitation, path = open_survey()
+    response = _post(client, path, evidence_file=(PDF + b"0" * 2048, "big.pdf"))
+    assert response.status_code == 422
+    assert db.session.scalars(select(Response)).first() is None

@@ -1,0 +1,335 @@
+"""The survey link as a respondent uses it: open, save, resume, submit, and the refusals."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, time, timedelta, timezone
+
+import pytest
+from markupsafe import escape
+from sqlalchemy import select, update
+
+from survey.campaigns import services as campaign_services
+from survey.campaigns.models import Campaign, Invitation, Response
+from survey.extensions import db
+from tests.campaigns.helpers import invitations, link_path, now, started_campaign
+
+EN = {"Accept-Language": "en"}
+
+
+@pytest.fixture
+def alumni(builtin_questionnaires):
+    return builtin_questionnaires["alumni-outcomes"]
+
+
+@pytest.fixture
+def invited(alumni, create_stakeholder, monkeypatch):
+    """(campaign, invitation, link path) for one English-speaking alumnus."""
+    def make(privacy="identified", locale="en"):
+        create_stakeholder(locale=locale)
+        campaign = started_campaign(alumni, monkeypatch, privacy=privacy)
+        [invitation] = invitations(campaign.id)
+        return campaign, invitation, link_path(invitation)
+
+    return make
+
+
+def _csrf(page_html: str) -> str:
+    return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page_html).group(1)
+
+
+def _open(client, path) -> str:
+    page = client.get(path)
+    assert page.status_code == 200, page.get_data(as_text=True)
+    return page.get_data(as_text=True)
+
+
+def _responses(campaign_id) -> list[Response]:
+    db.session.expire_all()
+    return db.session.scalars(select(Response).where(Response.campaign_id == campaign_id)).all()
+
+
+def _invitation(invitation_id) -> Invitation:
+    db.session.expire_all()
+    return db.session.get(Invitation, invitation_id)
+
+
+COMPLETE = {"activity": "employed_full_time", "outcomes": ["new_job", "raise"], "attribution": "4",
+            "employer": "ACME", "role": "Data analyst"}
+
+
+# ----------------------------------------------------------------------- links that do not work
+
+@pytest.mark.parametrize("token", [
+    "not-a-token",
+    "A" * 43,  # the right shape, nobody's
+    "A" * 101,  # longer than any token
+    "A" * 5000,
+])
+def test_unknown_or_overlong_token_is_a_clear_404(client, token):
+    page = client.get(f"/s/{token}", headers=EN)
+    assert page.status_code == 404
+    body = page.get_data(as_text=True)
+    assert "This link does not work" in body
+    assert "Copy the whole link from your email" in body
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    assert page.headers["Cache-Control"] == "no-store"
+
+
+def test_a_real_token_made_longer_is_refused(client, invited):
+    _campaign, _invitation, path = invited()
+    assert client.get(path + "A" * 80, headers=EN).status_code == 404
+    assert client.get(path[:-1], headers=EN).status_code == 404
+
+
+def test_unknown_token_page_in_french_by_default(client):
+    page = client.get("/s/nope", headers={"Accept-Language": "fr"})
+    assert page.status_code == 404
+    assert '<html lang="fr">' in page.get_data(as_text=True)
+
+
+# --------------------------------------------------------------------------- opening
+
+def test_the_page_is_in_the_respondents_language(client, invited, alumni):
+    _campaign, _invitation, path = invited(locale="fr")
+    body = client.get(path, headers=EN).get_data(as_text=True)  # the browser says English
+    assert '<html lang="fr">' in body
+    assert str(escape(alumni.title("fr"))) in body
+
+
+def test_opening_twice_keeps_the_first_opening(client, invited):
+    campaign, invitation, path = invited()
+    assert invitation.opened_at is None
+    _open(client, path)
+    first = _invitation(invitation.id)
+    assert first.opened_at is not None and first.status == "opened"
+    opened_at = first.opened_at
+    _open(client, path)
+    again = _invitation(invitation.id)
+    assert again.opened_at == opened_at
+    assert again.status == "opened"
+    assert campaign_services.campaign_counts(campaign.id)["opened"] == 1
+    assert _responses(campaign.id) == []  # opening is not answering
+
+
+# --------------------------------------------------------------------------- closed
+
+@pytest.mark.parametrize("closed_by", ["time", "status"])
+def test_closed_campaign_is_410_and_saves_nothing(client, invited, closed_by):
+    campaign, invitation, path = invited()
+    token = _csrf(_open(client, path))
+    db.session.execute(update(Campaign).where(Campaign.id == campaign.id)
+                       .values(closes_at=now() - timedelta(seconds=1)))
+    db.session.commit()
+    if closed_by == "status":
+        assert campaign_services.close_due_campaigns() == 1
+        db.session.commit()
+
+    page = client.get(path, headers=EN)
+    assert page.status_code == 410
+    assert "This survey is closed" in page.get_data(as_text=True)
+    for action in ("save", "submit"):
+        posted = client.post(path, data={**COMPLETE, "csrf_token": token, action: "1"}, headers=EN)
+        assert posted.status_code == 410
+        assert "This survey is closed" in posted.get_data(as_text=True)
+    assert _responses(campaign.id) == []
+    stored = _invitation(invitation.id)
+    assert (stored.started_at, stored.completed_at) == (None, None)
+
+
+def test_a_draft_saved_before_closing_is_left_as_it_was(client, invited):
+    campaign, invitation, path = invited()
+    token = _csrf(_open(client, path))
+    assert client.post(path, data={"csrf_token": token, "activity": "seeking", "save": "1"}).status_code == 200
+    db.session.execute(update(Campaign).where(Campaign.id == campaign.id)
+                       .values(closes_at=now() - timedelta(seconds=1)))
+    db.session.commit()
+    assert client.post(path, data={**COMPLETE, "csrf_token": token, "submit": "1"}).status_code == 410
+    [draft] = _responses(campaign.id)
+    assert draft.answers == {"activity": "seeking"}
+    assert draft.submitted_at is None
+    assert _invitation(invitation.id).completed_at is None
+
+
+# --------------------------------------------------------------------------- save, resume
+
+def test_save_then_resume_shows_the_saved_answers(client, invited):
+    campaign, invitation, path = invited()
+    token = _csrf(_open(client, path))
+    saved = client.post(path, data={"csrf_token": token, "activity": "employed_full_time",
+                                    "outcomes": ["new_job"], "employer": "ACME", "save": "1"}, headers=EN)
+    assert saved.status_code == 200
+    assert "Your answers are saved" in saved.get_data(as_text=True)
+    [draft] = _responses(campaign.id)
+    assert draft.answers == {"activity": "employed_full_time", "outcomes": ["new_job"], "employer": "ACME"}
+    assert draft.submitted_at is None
+    stored = _invitation(invitation.id)
+    assert stored.status == "started" and stored.started_at is not None and stored.completed_at is None
+
+    # Another day, another browser (a fresh session): the link alone brings the answers back.
+    client.delete_cookie("session")
+    resumed = _open(client, path)
+    assert re.search(r'<input[^>]*checked[^>]*value="employed_full_time"|'
+                     r'<input[^>]*value="employed_full_time"[^>]*checked', resumed)
+    assert re.search(r'<input[^>]*value="new_job"[^>]*checked|<input[^>]*checked[^>]*value="new_job"', resumed)
+    assert not re.search(r'<input[^>]*value="raise"[^>]*checked', resumed)
+    assert re.search(r'<input[^>]*id="employer"[^>]*value="ACME"|<input[^>]*value="ACME"[^>]*id="employer"',
+                     resumed)
+    counts = campaign_services.campaign_counts(campaign.id)
+    assert (counts["opened"], counts["started"], counts["completed"]) == (1, 1, 0)
+
+
+def test_saving_again_replaces_the_draft(client, invited):
+    campaign, _invitation, path = invited()
+    token = _csrf(_open(client, path))
+    client.post(path, data={"csrf_token": token, "activity": "seeking", "save": "1"})
+    first = _responses(campaign.id)[0]
+    client.post(path, data={"csrf_token": token, "activity": "volunteering", "save": "1"})
+    [draft] = _responses(campaign.id)
+    assert draft.id == first.id and draft.started_at == first.started_at
+    assert draft.answers == {"activity": "volunteering"}
+
+
+# --------------------------------------------------------------------------- submit
+
+def test_required_answer_missing_is_422_with_a_summary_linking_to_the_field(client, invited):
+    campaign, invitation, path = invited()
+    token = _csrf(_open(client, path))
+    page = client.post(path, data={"csrf_token": token, "outcomes": ["new_job"], "employer": "ACME",
+                                   "submit": "1"}, headers=EN)
+    assert page.status_code == 422
+    body = page.get_data(as_text=True)
+    summary = re.search(r'<div class="error-summary"[^>]*>(.*?)</div>', body, re.S)
+    assert summary, "no error summary"
+    targets = re.findall(r'href="#([^"]*)"', summary.group(1))
+    assert targets == ["activity"]
+    assert "Please answer this question." in summary.group(1)
+    for target in targets:  # each link leads to something on the page
+        assert re.search(rf'\sid="{re.escape(target)}"', body), f"nothing has id={target!r}"
+    # What was typed is still there, and nothing was stored.
+    assert re.search(r'value="ACME"', body)
+    assert _responses(campaign.id) == []
+    stored = _invitation(invitation.id)
+    assert stored.completed_at is None and stored.status == "opened"
+
+
+def test_a_hidden_questions_answer_is_discarded(client, invited):
+    campaign, _invitation, path = invited()
+    token = _csrf(_open(client, path))
+    # "None of these": attribution, employer… are hidden; a crafted POST sends them anyway.
+    done = client.post(path, data={"csrf_token": token, "activity": "seeking", "outcomes": ["none"],
+                                   "attribution": "5", "employer": "ACME", "salary_change": "20",
+                                   "comment": "thanks", "submit": "1"})
+    assert done.status_code == 200, done.get_data(as_text=True)
+    [response] = _responses(campaign.id)
+    assert response.answers == {"activity": "seeking", "outcomes": ["none"], "comment": "thanks"}
+
+
+def test_a_hidden_questions_answer_is_not_saved_either(client, invited):
+    campaign, _invitation, path = invited()
+    token = _csrf(_open(client, path))
+    client.post(path, data={"csrf_token": token, "outcomes": ["business_created"], "employer": "ACME",
+                            "business_name": "Mine", "save": "1"})
+    [draft] = _responses(campaign.id)
+    assert draft.answers == {"outcomes": ["business_created"], "business_name": "Mine"}
+
+
+def test_submit_once_then_409_and_answers_unchanged(client, invited):
+    campaign, invitation, path = invited()
+    token = _csrf(_open(client, path))
+    done = client.post(path, data={**COMPLETE, "csrf_token": token, "submit": "1"}, headers=EN)
+    assert done.status_code == 200
+    assert "Your answers have been recorded" in done.get_data(as_text=True)
+    [response] = _responses(campaign.id)
+    submitted_at = response.submitted_at
+    assert response.answers["employer"] == "ACME" and submitted_at is not None
+
+    again = client.post(path, data={**COMPLETE, "employer": "Other", "csrf_token": token, "submit": "1"},
+                        headers=EN)
+    assert again.status_code == 409
+    assert "already answered" in again.get_data(as_text=True)
+    saving = client.post(path, data={**COMPLETE, "employer": "Other", "csrf_token": token, "save": "1"})
+    assert saving.status_code == 409
+    assert client.get(path).status_code == 409
+    [response] = _responses(campaign.id)
+    assert response.answers["employer"] == "ACME"
+    assert response.submitted_at == submitted_at
+    assert _invitation(invitation.id).status == "completed"
+    assert campaign_services.campaign_counts(campaign.id)["completed"] == 1
+
+
+@pytest.mark.parametrize("token", [None, "", "forged"])
+def test_post_without_a_valid_csrf_token_is_400_and_stores_nothing(client, invited, token):
+    campaign, invitation, path = invited()
+    _open(client, path)
+    data = {**COMPLETE, "submit": "1"}
+    if token is not None:
+        data["csrf_token"] = token
+    refused = client.post(path, data=data, headers=EN)
+    assert refused.status_code == 400
+    assert "Nothing was saved" in refused.get_data(as_text=True)
+    assert _responses(campaign.id) == []
+    stored = _invitation(invitation.id)
+    assert (stored.status, stored.started_at, stored.completed_at) == ("opened", None, None)
+
+
+def test_anonymous_campaign_keeps_no_link_between_answer_and_person(client, invited):
+    campaign, invitation, path = invited(privacy="anonymous")
+    token = _csrf(_open(client, path))
+    assert client.post(path, data={"csrf_token": token, "activity": "seeking", "save": "1"}).status_code == 200
+    [draft] = _responses(campaign.id)
+    assert draft.invitation_id == invitation.id  # a draft must be found again by its link
+
+    before = datetime.now(timezone.utc)
+    done = client.post(path, data={**COMPLETE, "csrf_token": token, "submit": "1"})
+    assert done.status_code == 200, done.get_data(as_text=True)
+    [response] = _responses(campaign.id)
+    assert response.answers["employer"] == "ACME"
+    assert response.invitation_id is None
+    assert response.started_at is None
+    midnights = {datetime.combine(moment.date(), time(0), tzinfo=timezone.utc)
+                 for moment in (before, datetime.now(timezone.utc))}
+    assert response.submitted_at in midnights  # the day only, at midnight UTC
+    stored = _invitation(invitation.id)
+    assert stored.status == "completed" and stored.completed_at is not None
+    assert campaign_services.campaign_counts(campaign.id)["completed"] == 1
+    assert client.post(path, data={**COMPLETE, "csrf_token": token, "submit": "1"}).status_code == 409
+    assert len(_responses(campaign.id)) == 1
+
+
+def test_anonymous_submit_without_a_draft(client, invited):
+    campaign, invitation, path = invited(privacy="anonymous")
+    token = _csrf(_open(client, path))
+    assert client.post(path, data={**COMPLETE, "csrf_token": token, "submit": "1"}).status_code == 200
+    [response] = _responses(campaign.id)
+    assert (response.invitation_id, response.started_at) == (None, None)
+    assert response.submitted_at.time() == time(0)
+    assert _invitation(invitation.id).status == "completed"
+
+
+def test_confidential_campaign_keeps_the_link(client, invited):
+    campaign, invitation, path = invited(privacy="confidential")
+    token = _csrf(_open(client, path))
+    assert client.post(path, data={**COMPLETE, "csrf_token": token, "submit": "1"}).status_code == 200
+    [response] = _responses(campaign.id)
+    assert response.invitation_id == invitation.id and response.started_at is not None
+
+
+# --------------------------------------------------------------------------- escaping
+
+def test_html_typed_in_an_answer_is_shown_escaped(client, invited):
+    campaign, _invitation, path = invited()
+    token = _csrf(_open(client, path))
+    evil = '<script>alert("x")</script><b onmouseover=alert(1)>'
+    saved = client.post(path, data={"csrf_token": token, "activity": "employed_full_time",
+                                    "outcomes": ["new_job"], "employer": evil, "comment": evil, "save": "1"})
+    assert saved.status_code == 200
+    assert _responses(campaign.id)[0].answers["employer"] == evil  # stored as typed
+    for body in (saved.get_data(as_text=True), _open(client, path)):
+        assert "<script>alert" not in body
+        assert "<b onmouseover" not in body
+        assert "&lt;script&gt;alert(" in body
+    # Shown back after a refused submit, too.
+    refused = client.post(path, data={"csrf_token": token, "employer": evil, "outcomes": ["new_job"],
+                                      "submit": "1"})
+    assert refused.status_code == 422
+    assert "<script>alert" not in refused.get_data(as_text=True)
