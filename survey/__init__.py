@@ -10,15 +10,18 @@ import secrets
 from pathlib import Path
 
 from flask import Flask, g, request, session
+from flask_smorest.spec.plugins import integerconverter2paramschema
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from config import BASE_DIR, INSTANCE_DIR, Config
+from survey.core.routing import IdConverter
 from survey.extensions import api, babel, csrf, db, login_manager, migrate
 
 
 def create_app(overrides: dict | None = None) -> Flask:
     app = Flask(__name__, instance_path=str(INSTANCE_DIR))
+    app.url_map.converters["int"] = IdConverter
     app.config.from_object(Config)
     if overrides:
         app.config.update(overrides)
@@ -34,6 +37,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     csrf.init_app(app)
     babel.init_app(app, locale_selector=select_locale)
     api.init_app(app)
+    api.register_converter(IdConverter, integerconverter2paramschema)
 
     from survey import models  # noqa: F401  (every table registered with the metadata)
     from survey.accounts.views import bp as accounts_bp

@@ -99,7 +99,7 @@ def test_whole_campaign(app, client, shared_data, smtp_server, celery_worker_pro
     # 5. Save part of the answers, come back, they are still there.
     saved = client.post(path, data={"csrf_token": _form_token(page_html), "activity": "employed_full_time",
                                     "save": "1"})
-    assert saved.status_code == 200
+    assert saved.status_code == 303
     resumed = client.get(path).get_data(as_text=True)
     assert re.search(r'value="employed_full_time"[^>]*checked|checked[^>]*value="employed_full_time"', resumed)
     counts = client.get(f"/api/v1/campaigns/{campaign_id}", headers=auth).get_json()["counts"]

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from webargs.flaskparser import FlaskParser
 
 from survey.api.auth import api_key_required
-from survey.api.schemas import MAX_ID, CampaignIn, CampaignOut, ImportReportOut, KindArgs, QuestionnaireOut
+from survey.api.schemas import CampaignIn, CampaignOut, ImportReportOut, KindArgs, QuestionnaireOut
 from survey.audiences.services import import_audience
 from survey.campaigns import services as campaign_services
 from survey.campaigns.models import Campaign
@@ -41,9 +41,7 @@ for _blueprint in (questionnaires, audiences, campaigns):
 
 
 def _campaign_or_404(campaign_id: int) -> Campaign:
-    # An id past the column's range matches nothing; SQLite's driver would overflow on it.
-    campaign = db.session.get(Campaign, campaign_id) if campaign_id <= MAX_ID else None
-    return campaign or abort(404, message="No such campaign.")
+    return db.session.get(Campaign, campaign_id) or abort(404, message="No such campaign.")
 
 
 def _campaign_out(campaign: Campaign) -> Campaign:

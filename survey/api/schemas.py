@@ -5,9 +5,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from survey.audiences.models import KINDS
 from survey.campaigns.models import PRIVACY_MODES
-
-#: Ids are INTEGER columns: a larger number can match nothing (and overflows the driver).
-MAX_ID = 2**31 - 1
+from survey.core.routing import MAX_ID
 
 
 def _utc_representable(value) -> None:

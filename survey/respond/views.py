@@ -2,8 +2,8 @@
 beyond the CSRF session."""
 from __future__ import annotations
 
-from flask import Blueprint, g, render_template, request, session
-from flask_babel import gettext as _
+from flask import Blueprint, g, redirect, render_template, request, session, url_for
+from flask_babel import get_locale, gettext as _
 
 from survey.extensions import db
 from survey.respond import services
@@ -26,13 +26,22 @@ def _page(template: str, status: int = 200, **context):
     return render_template(template, **context), status
 
 
+def _message(status: int, title: str, message: str):
+    return _page("respond/message.html", status, title=title, message=message)
+
+
+def _already_answered():
+    return _message(409, _("Thank you, your answers are in"),
+                    _("You have already answered this survey; nothing more is needed."))
+
+
 @bp.route("/s/<token>", methods=["GET", "POST"])
 def survey(token: str):
     invitation = services.find_invitation(token)
     if invitation is None:
-        return _page("respond/message.html", 404, title=_("This link does not work"),
-                     message=_("The link may be incomplete or mistyped. Copy the whole link from "
-                               "your email, or reply to that email to ask for a new one."))
+        return _message(404, _("This link does not work"),
+                        _("The link may be incomplete or mistyped. Copy the whole link from "
+                          "your email, or reply to that email to ask for a new one."))
     person = invitation.stakeholder
     if "lang" not in session:
         g.locale = person.locale
@@ -40,52 +49,48 @@ def survey(token: str):
     try:
         services.check_open(invitation)
     except services.AlreadySubmitted:
-        return _page("respond/message.html", 409, title=_("Thank you, your answers are in"),
-                     message=_("You have already answered this survey; nothing more is needed."))
+        return _already_answered()
     except services.CampaignClosed:
-        return _page("respond/message.html", 410, title=_("This survey is closed"),
-                     message=_("It no longer accepts answers. Thank you for your interest."))
-
-    from flask_babel import get_locale
+        return _message(410, _("This survey is closed"),
+                        _("It no longer accepts answers. Thank you for your interest."))
 
     locale = str(get_locale())
     definition = campaign.questionnaire.definition
     draft = services.draft_for(invitation)
     saved = draft.answers if draft else {}
 
+    def show_form(form, status=200, **extra):
+        return _page("respond/survey.html", status, form=form, campaign=campaign,
+                     definition=definition, locale=locale, token=token, **extra)
+
     if request.method == "GET":
         services.open_invitation(invitation)
         db.session.commit()
-        form = build_form(definition, locale, answers=saved)
-        return _page("respond/survey.html", form=form, campaign=campaign, definition=definition,
-                     locale=locale, token=token)
+        return show_form(build_form(definition, locale, answers=saved),
+                         saved=request.args.get("saved") == "1" and draft is not None)
 
     form = build_form(definition, locale, answers=saved)
     action = form.action
     if not form.validate_for(action):
-        return _page("respond/survey.html", 422, form=form, campaign=campaign, definition=definition,
-                     locale=locale, token=token)
+        return show_form(form, 422)
     answers = extract_answers(form, definition)
     try:
         answers.update(attach_files(form, saved))
     except ValidationFailed as exc:
         form[exc.details["field"]].errors.append(exc.message)
-        return _page("respond/survey.html", 422, form=form, campaign=campaign, definition=definition,
-                     locale=locale, token=token)
+        return show_form(form, 422)
     try:
         if action == "save":
             services.save_draft(invitation, answers, locale)
             db.session.commit()
-            form = build_form(definition, locale, answers=answers)
-            return _page("respond/survey.html", form=form, campaign=campaign, definition=definition,
-                         locale=locale, token=token, saved=True)
+            # Post/redirect/get: reloading the page never re-sends the answers.
+            return redirect(url_for("respond.survey", token=token, saved=1), 303)
         services.submit_response(invitation, answers, locale)
         db.session.commit()
     except services.AlreadySubmitted:
-        return _page("respond/message.html", 409, title=_("Thank you, your answers are in"),
-                     message=_("You have already answered this survey; nothing more is needed."))
+        return _already_answered()
     except services.CampaignClosed:
-        return _page("respond/message.html", 410, title=_("This survey is closed"),
-                     message=_("It closed before your answers were sent, so they were not recorded."))
-    return _page("respond/message.html", title=_("Thank you, your answers are in"),
-                 message=_("Your answers have been recorded. You can close this page."))
+        return _message(410, _("This survey is closed"),
+                        _("It closed before your answers were sent, so they were not recorded."))
+    return _message(200, _("Thank you, your answers are in"),
+                    _("Your answers have been recorded. You can close this page."))

@@ -207,3 +207,10 @@ def test_other_roles_land_on_their_home_page_after_login(client, create_user, ro
     assert response.status_code == 302
     assert response.headers["Location"] == "/"
     assert client.get("/").status_code == 200
+
+
+@pytest.mark.parametrize("url", ["/admin/campaigns/99999999999999999999",
+                                 "/admin/questionnaires/9223372036854775808"])
+def test_an_id_too_large_for_the_database_is_a_plain_404(client, create_user, login, url):
+    login(create_user(role="admin"))
+    assert client.get(url).status_code == 404

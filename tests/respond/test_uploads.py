@@ -30,7 +30,7 @@ def _saved_answers():
 def test_a_pdf_is_stored_with_its_hash_outside_the_web_root(app, client, open_survey):
     _invitation, path = open_survey()
     response = _post(client, path, evidence_file=(PDF, "contract.pdf"))
-    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.status_code == 303, response.get_data(as_text=True)
     stored = _saved_answers()["evidence_file"]
     assert stored["media_type"] == "application/pdf"
     assert stored["sha256"] == hashlib.sha256(PDF).hexdigest()

@@ -139,7 +139,7 @@ def test_closed_campaign_is_410_and_saves_nothing(client, invited, closed_by):
 def test_a_draft_saved_before_closing_is_left_as_it_was(client, invited):
     campaign, invitation, path = invited()
     token = _csrf(_open(client, path))
-    assert client.post(path, data={"csrf_token": token, "activity": "seeking", "save": "1"}).status_code == 200
+    assert client.post(path, data={"csrf_token": token, "activity": "seeking", "save": "1"}).status_code == 303
     db.session.execute(update(Campaign).where(Campaign.id == campaign.id)
                        .values(closes_at=now() - timedelta(seconds=1)))
     db.session.commit()
@@ -157,8 +157,10 @@ def test_save_then_resume_shows_the_saved_answers(client, invited):
     token = _csrf(_open(client, path))
     saved = client.post(path, data={"csrf_token": token, "activity": "employed_full_time",
                                     "outcomes": ["new_job"], "employer": "ACME", "save": "1"}, headers=EN)
-    assert saved.status_code == 200
-    assert "Your answers are saved" in saved.get_data(as_text=True)
+    # Post/redirect/get: the browser lands on a plain GET, so reloading never re-posts.
+    assert saved.status_code == 303
+    assert saved.headers["Location"].endswith(path + "?saved=1")
+    assert "Your answers are saved" in client.get(saved.headers["Location"], headers=EN).get_data(as_text=True)
     [draft] = _responses(campaign.id)
     assert draft.answers == {"activity": "employed_full_time", "outcomes": ["new_job"], "employer": "ACME"}
     assert draft.submitted_at is None
@@ -275,7 +277,7 @@ def test_post_without_a_valid_csrf_token_is_400_and_stores_nothing(client, invit
 def test_anonymous_campaign_keeps_no_link_between_answer_and_person(client, invited):
     campaign, invitation, path = invited(privacy="anonymous")
     token = _csrf(_open(client, path))
-    assert client.post(path, data={"csrf_token": token, "activity": "seeking", "save": "1"}).status_code == 200
+    assert client.post(path, data={"csrf_token": token, "activity": "seeking", "save": "1"}).status_code == 303
     [draft] = _responses(campaign.id)
     assert draft.invitation_id == invitation.id  # a draft must be found again by its link
 
@@ -321,7 +323,8 @@ def test_html_typed_in_an_answer_is_shown_escaped(client, invited):
     token = _csrf(_open(client, path))
     evil = '<script>alert("x")</script><b onmouseover=alert(1)>'
     saved = client.post(path, data={"csrf_token": token, "activity": "employed_full_time",
-                                    "outcomes": ["new_job"], "employer": evil, "comment": evil, "save": "1"})
+                                    "outcomes": ["new_job"], "employer": evil, "comment": evil, "save": "1"},
+                        follow_redirects=True)
     assert saved.status_code == 200
     assert _responses(campaign.id)[0].answers["employer"] == evil  # stored as typed
     for body in (saved.get_data(as_text=True), _open(client, path)):
