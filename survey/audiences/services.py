@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import ColumnElement, Select, func, insert, select, update
 
 from survey.audiences.importer import ParsedRow, parse_audience
@@ -36,12 +37,16 @@ class ImportReport:
 def import_audience(data: bytes, kind: str) -> ImportReport:
     """Create or update one stakeholder per valid row of ``data`` (an audience CSV file)."""
     _check_kind(kind)
-    parsed = parse_audience(data)
+    # A blank language or time zone means "not given": a new person gets the configured
+    # default, a known person keeps what we have.
+    parsed = parse_audience(data, default_locale="", default_timezone="")
+    defaults = {"locale": current_app.config["BABEL_DEFAULT_LOCALE"],
+                "timezone": current_app.config["DEFAULT_TIMEZONE"]}
     report = ImportReport(rejected=[{"line": r.line, "reason": r.reason} for r in parsed.rejected])
     now = utcnow()
     for chunk in _chunks(parsed.rows, CHUNK_SIZE):
         existing = _existing_by_email([row.email for row in chunk])
-        new_rows = [_insert_values(row, kind, now) for row in chunk if row.email not in existing]
+        new_rows = [_insert_values(row, kind, now, defaults) for row in chunk if row.email not in existing]
         changes = [_update_values(row, kind, now, existing[row.email])
                    for row in chunk if row.email in existing]
         if new_rows:
@@ -98,15 +103,16 @@ def _existing_by_email(emails: list[str]) -> dict[str, Any]:
     """The stored rows (id, names, attributes) for these emails, in one SELECT."""
     statement = select(
         Stakeholder.id, Stakeholder.email, Stakeholder.first_name, Stakeholder.last_name,
-        Stakeholder.attributes,
+        Stakeholder.locale, Stakeholder.timezone, Stakeholder.attributes,
     ).where(Stakeholder.email.in_(emails))
     return {row.email: row for row in db.session.execute(statement)}
 
 
-def _insert_values(row: ParsedRow, kind: str, now) -> dict[str, Any]:
+def _insert_values(row: ParsedRow, kind: str, now, defaults: dict[str, str]) -> dict[str, Any]:
     return {
         "kind": kind, "email": row.email, "first_name": row.first_name,
-        "last_name": row.last_name, "locale": row.locale, "timezone": row.timezone,
+        "last_name": row.last_name, "locale": row.locale or defaults["locale"],
+        "timezone": row.timezone or defaults["timezone"],
         "attributes": dict(row.attributes), "created_at": now, "updated_at": now,
     }
 
@@ -116,11 +122,11 @@ def _update_values(row: ParsedRow, kind: str, now, stored) -> dict[str, Any]:
     return {
         "id": stored.id,
         "kind": kind,
-        # A blank name in the file (or no name column) keeps the name we have.
+        # A blank cell in the file (or no such column) keeps the value we have.
         "first_name": row.first_name or stored.first_name,
         "last_name": row.last_name or stored.last_name,
-        "locale": row.locale,
-        "timezone": row.timezone,
+        "locale": row.locale or stored.locale,
+        "timezone": row.timezone or stored.timezone,
         # The file's keys win; keys it does not mention are kept.
         "attributes": {**(stored.attributes or {}), **row.attributes},
         "updated_at": now,

@@ -98,6 +98,23 @@ def test_update_merges_attributes_and_keeps_suppression(app_ctx):
     assert person.updated_at >= before
 
 
+def test_a_blank_language_or_time_zone_keeps_what_we_know(app_ctx):
+    import_audience(csv("Email;Langue;Fuseau horaire", "ada@example.org;English;America/Montreal"), "alumnus")
+    import_audience(csv("Email;Langue;Fuseau horaire;Nom", "ada@example.org;;;King"), "alumnus")
+    db.session.commit()
+
+    person = stored()["ada@example.org"]
+    assert (person.locale, person.timezone, person.last_name) == ("en", "America/Montreal", "King")
+
+
+def test_new_people_without_language_get_the_configured_defaults(app, app_ctx, monkeypatch):
+    monkeypatch.setitem(app.config, "BABEL_DEFAULT_LOCALE", "en")
+    monkeypatch.setitem(app.config, "DEFAULT_TIMEZONE", "Africa/Dakar")
+    import_audience(csv("Email;Nom", "ada@example.org;Lovelace"), "alumnus")
+    person = stored()["ada@example.org"]
+    assert (person.locale, person.timezone) == ("en", "Africa/Dakar")
+
+
 def test_loaded_objects_see_the_update(app_ctx):
     import_audience(csv("Email;Nom", "ada@example.org;Lovelace"), "alumnus")
     person = db.session.execute(select(Stakeholder)).scalar_one()
