@@ -74,8 +74,27 @@ class Config:
     DISPATCH_BATCH_SIZE = int(os.environ.get("DISPATCH_BATCH_SIZE", "200"))
     #: How many sending chains run at once (about one per worker process).
     DISPATCH_PARALLELISM = int(os.environ.get("DISPATCH_PARALLELISM", "2"))
+    #: A worker owns the emails it claimed this long; after it, they can be sent by
+    #: another (the first one is presumed dead). Longer than a batch takes.
+    MAIL_LEASE_SECONDS = float(os.environ.get("MAIL_LEASE_SECONDS", "300"))
+    #: Replies are committed every this many emails: 1 means a worker killed mid-batch
+    #: resends at most the one email in flight (with the same Message-ID); more is
+    #: faster and may resend up to that many.
+    DISPATCH_MARK_EVERY = int(os.environ.get("DISPATCH_MARK_EVERY", "1"))
     #: First retry delay after a temporary SMTP failure; it doubles each time.
     MAIL_RETRY_BASE_SECONDS = float(os.environ.get("MAIL_RETRY_BASE_SECONDS", "60"))
+    #: Attempts (temporary failures, or workers lost mid-send) before an email fails for good.
+    MAIL_MAX_ATTEMPTS = int(os.environ.get("MAIL_MAX_ATTEMPTS", "6"))
+    #: Envelope sender of survey emails; each email gets its own VERP form
+    #: (bounces+<id>.<signature>@domain), so a bounce names the email it is about.
+    #: Default: bounces@ the MAIL_FROM domain. Route plus-addresses to one mailbox.
+    MAIL_BOUNCE_ADDRESS = os.environ.get("MAIL_BOUNCE_ADDRESS", "")
+    #: The mailto: half of List-Unsubscribe (unsubscribe+<token>@domain); default:
+    #: unsubscribe@ the MAIL_FROM domain. `flask bounces ingest` reads both mailboxes.
+    MAIL_UNSUBSCRIBE_ADDRESS = os.environ.get("MAIL_UNSUBSCRIBE_ADDRESS", "")
+    #: Reminders are not sent between these local times of the recipient, unless a
+    #: campaign says otherwise ("" for none).
+    DEFAULT_QUIET_HOURS = os.environ.get("DEFAULT_QUIET_HOURS", "20:00-08:00")
     #: How often beat looks for due work, in seconds.
     BEAT_INTERVAL = float(os.environ.get("BEAT_INTERVAL", "10"))
 
@@ -97,6 +116,11 @@ class Config:
 
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
+    #: Survey and opt-out pages send ``Referrer-Policy: no-referrer`` (their URL holds
+    #: a token), so browsers post their forms without a Referer; Flask-WTF's strict
+    #: HTTPS Referer check would refuse every one. The session-bound CSRF token and
+    #: the SameSite cookie protect the forms.
+    WTF_CSRF_SSL_STRICT = False
     SESSION_COOKIE_SECURE = BASE_URL.startswith("https://")
     REMEMBER_COOKIE_SECURE = SESSION_COOKIE_SECURE
     WTF_CSRF_TIME_LIMIT = None  # a respondent may take hours over a survey

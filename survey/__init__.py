@@ -16,7 +16,8 @@ from sqlalchemy.engine import Engine
 
 from config import BASE_DIR, INSTANCE_DIR, Config
 from survey.core.routing import IdConverter
-from survey.extensions import api, babel, csrf, db, login_manager, migrate
+# `rest_api`, not `api`: importing the survey.api package rebinds survey.api to it.
+from survey.extensions import api as rest_api, babel, csrf, db, login_manager, migrate
 
 
 def create_app(overrides: dict | None = None) -> Flask:
@@ -36,19 +37,20 @@ def create_app(overrides: dict | None = None) -> Flask:
     login_manager.login_message_category = "info"
     csrf.init_app(app)
     babel.init_app(app, locale_selector=select_locale)
-    api.init_app(app)
-    api.register_converter(IdConverter, integerconverter2paramschema)
+    rest_api.init_app(app)
+    rest_api.register_converter(IdConverter, integerconverter2paramschema)
 
     from survey import models  # noqa: F401  (every table registered with the metadata)
     from survey.accounts.views import bp as accounts_bp
     from survey.api import register_api
     from survey.audiences.views import bp as audiences_bp
     from survey.campaigns.views import bp as campaigns_bp
+    from survey.mail.optout_views import bp as optout_bp
     from survey.mail.views import bp as mail_bp
     from survey.questionnaires.views import bp as questionnaires_bp
     from survey.respond.views import bp as respond_bp
 
-    for bp in (accounts_bp, audiences_bp, campaigns_bp, mail_bp, questionnaires_bp, respond_bp):
+    for bp in (accounts_bp, audiences_bp, campaigns_bp, mail_bp, optout_bp, questionnaires_bp, respond_bp):
         app.register_blueprint(bp)
     register_api(app)
 
@@ -94,5 +96,8 @@ def _sqlite_pragmas(dbapi_connection, _record):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=30000")
+        # WAL + NORMAL: a commit survives a killed process (what matters for the
+        # outbox); only a power cut may lose the last commits.
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()

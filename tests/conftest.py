@@ -162,29 +162,62 @@ def smtp_server():
     controller.stop()
 
 
+class Background:
+    """Real ``celery worker`` and ``celery beat`` subprocesses on this run's queue and
+    database; each can take extra environment (another broker, a short lease…)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.processes: list[subprocess.Popen] = []
+
+    def _start(self, name: str, args: list[str], ready: str, env: dict) -> subprocess.Popen:
+        log_path = self.folder / f"{name}-{len(self.processes)}.log"
+        log = log_path.open("w")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "wsgi:celery_app", *args],
+            cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+        )
+        proc.log_path, proc.log_file, proc.role = log_path, log, name
+        self.processes.append(proc)
+        deadline = time.monotonic() + 60
+        while ready not in log_path.read_text():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"celery {name} did not start:\n" + log_path.read_text())
+            time.sleep(0.1)
+        return proc
+
+    def worker(self, concurrency: int = 2, pool: str = "threads", **env) -> subprocess.Popen:
+        return self._start("worker", [
+            "worker", "--pool", pool, "--concurrency", str(concurrency), "--loglevel", "INFO",
+            "--without-gossip", "--without-mingle", "--without-heartbeat", "-Q", os.environ["CELERY_QUEUE"],
+        ], "ready.", env)
+
+    def beat(self, **env) -> subprocess.Popen:
+        schedule = self.folder / f"beat-{len(self.processes)}-schedule"
+        return self._start("beat", ["beat", "--loglevel", "INFO", "--schedule", str(schedule)],
+                           "beat: Starting", env)
+
+    def stop(self) -> None:
+        for proc in self.processes:
+            if proc.poll() is None:  # beat keeps nothing worth a clean stop; workers finish their task
+                proc.kill() if proc.role == "beat" else proc.terminate()
+        for proc in self.processes:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            proc.log_file.close()
+
+
 @pytest.fixture
-def celery_worker_process(app, tmp_path):
-    """A real ``celery worker`` subprocess on this run's own queue and database."""
-    log_path = tmp_path / "worker.log"
-    log = log_path.open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "wsgi:celery_app", "worker",
-         "--pool", "threads", "--concurrency", "2", "--loglevel", "INFO",
-         "--without-gossip", "--without-mingle", "--without-heartbeat",
-         "-Q", os.environ["CELERY_QUEUE"]],
-        cwd=ROOT, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while "ready." not in log_path.read_text():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("celery worker did not start:\n" + log_path.read_text())
-        time.sleep(0.1)
-    proc.log_path = log_path
-    yield proc
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+def background(app, tmp_path):
+    processes = Background(tmp_path)
+    yield processes
+    processes.stop()
+
+
+@pytest.fixture
+def celery_worker_process(background):
+    """One real ``celery worker`` subprocess."""
+    return background.worker()

@@ -13,15 +13,20 @@ from survey.extensions import db
 
 @shared_task(name="workflows.tasks.tick")
 def tick() -> None:
-    """Start due campaigns, recover abandoned sends, open and close campaigns."""
+    """Start due campaigns, recover abandoned sends, queue due reminders, open and close
+    campaigns. Every step is idempotent: two beats running at once do no harm."""
     from survey.campaigns import services as campaigns
+    from survey.campaigns.reminders import queue_due_reminders
     from survey.mail import sending
 
     for campaign_id in campaigns.campaigns_due_to_start():
         start_campaign.delay(campaign_id)
     sending.release_expired_leases()
+    campaigns.close_due_campaigns()  # first: a closed campaign gets no more reminders
     campaigns.open_sent_campaigns()
-    campaigns.close_due_campaigns()
+    db.session.commit()
+    queue_due_reminders()
+    db.session.commit()
     waiting = sending.work_waiting()
     db.session.commit()
     if waiting:
@@ -51,6 +56,15 @@ def send_due_emails() -> None:
     else:  # the queue ran dry: campaigns whose invitations are all out are now open
         open_sent_campaigns()
         db.session.commit()
+
+
+@shared_task(name="workflows.tasks.send_message")
+def send_message(outbox_id: int) -> None:
+    """Send one email now (e.g. a notice that should not wait for the next batch);
+    running it twice, or fifty times at once, sends it once."""
+    from survey.mail.sending import send_message as send
+
+    send(outbox_id)
 
 
 def kick_senders() -> None:

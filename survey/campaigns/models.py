@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, time
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint, Uuid
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Time, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from survey.audiences.models import Stakeholder
@@ -26,6 +26,7 @@ class Campaign(db.Model):
         CheckConstraint(f"privacy IN {PRIVACY_MODES!r}", name="privacy_known"),
         CheckConstraint("closes_at > send_at", name="closes_after_send"),
         CheckConstraint("status = 'draft' OR scheduled_at IS NOT NULL", name="scheduled_has_time"),
+        CheckConstraint("(quiet_hours_start IS NULL) = (quiet_hours_end IS NULL)", name="quiet_hours_whole"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -41,6 +42,10 @@ class Campaign(db.Model):
     closes_at: Mapped[datetime] = mapped_column(UTCDateTime)
     #: ISO 8601 durations after the invitation, e.g. ["P3D", "P7D"]
     reminders: Mapped[list] = mapped_column(JSONType, default=list)
+    #: no reminder goes out between these local times of the recipient (e.g. 20:00 → 08:00);
+    #: both NULL: reminders at any hour
+    quiet_hours_start: Mapped[time | None] = mapped_column(Time)
+    quiet_hours_end: Mapped[time | None] = mapped_column(Time)
     #: draft → scheduled → sending → open → closed (see campaigns/services.py)
     status: Mapped[str] = mapped_column(String(20), default="draft")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -59,6 +64,7 @@ class Invitation(db.Model):
         UniqueConstraint("campaign_id", "stakeholder_id"),
         CheckConstraint(f"status IN {INVITATION_STATUSES!r}", name="status_known"),
         Index("ix_invitations_campaign_status", "campaign_id", "status"),
+        Index("ix_invitations_next_reminder_at", "next_reminder_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -68,15 +74,20 @@ class Invitation(db.Model):
     token_nonce: Mapped[str] = mapped_column(String(32))
     #: SHA-256 of the link token: the only trace of the token we keep
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: SHA-256 of the opt-out token in the List-Unsubscribe link (derived like the link token)
+    unsubscribe_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     #: the latest of: queued, sent, failed, bounced, opened, started, completed, opted_out
     status: Mapped[str] = mapped_column(String(20), default="queued")
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    #: reminders already sent, and when the next one falls due (issue #3)
+    #: reminders already sent
     reminders_sent: Mapped[int] = mapped_column(default=0)
+    #: when the next reminder falls due; NULL while one is queued, and when none is left
     next_reminder_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: when the person asked for no more email about this campaign (or at all)
+    opted_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     campaign: Mapped[Campaign] = relationship()

@@ -5,8 +5,9 @@ which changes exist.
 """
 from __future__ import annotations
 
+import re
 import secrets
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 
 import isodate
 from flask import current_app
@@ -16,7 +17,7 @@ from survey.audiences.models import KINDS, Stakeholder
 from survey.audiences.services import audience_conditions
 from survey.campaigns.models import PRIVACY_MODES, Campaign, Invitation
 from survey.core.errors import InvalidState, ValidationFailed
-from survey.core.tokens import derive_token, hash_token
+from survey.core.tokens import derive_hex_token, derive_token, hash_token
 from survey.core.types import UTCDateTime, utcnow
 from survey.extensions import db
 from survey.mail.models import OutboxMessage
@@ -25,7 +26,8 @@ from survey.questionnaires.models import Questionnaire
 #: status → the statuses it may go to
 TRANSITIONS: dict[str, frozenset[str]] = {
     "draft": frozenset({"scheduled"}),
-    "scheduled": frozenset({"draft", "sending"}),
+    # scheduled → closed: the closing time passed before it could start (workers down)
+    "scheduled": frozenset({"draft", "sending", "closed"}),
     "sending": frozenset({"open", "closed"}),
     "open": frozenset({"closed"}),
     "closed": frozenset(),
@@ -77,6 +79,29 @@ def parse_reminders(reminders: list[str] | None) -> list[str]:
     return [text for _, text in sorted(parsed)]
 
 
+def parse_quiet_hours(text: str | None) -> tuple[time, time] | None:
+    """ "20:00-08:00" → (20:00, 08:00); "" or None → no quiet hours."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    match = re.fullmatch(r"(\d{1,2}):(\d{2})\s*[-–]\s*(\d{1,2}):(\d{2})", text)
+    try:
+        if not match:
+            raise ValueError
+        start = time(int(match.group(1)), int(match.group(2)))
+        end = time(int(match.group(3)), int(match.group(4)))
+    except ValueError:
+        raise ValidationFailed(f"{text!r}: write quiet hours as HH:MM-HH:MM, e.g. 20:00-08:00.",
+                               field="quiet_hours") from None
+    if start == end:
+        raise ValidationFailed("Quiet hours must start and end at different times.", field="quiet_hours")
+    return start, end
+
+
+def default_quiet_hours() -> tuple[time, time] | None:
+    return parse_quiet_hours(current_app.config["DEFAULT_QUIET_HOURS"])
+
+
 def create_campaign(
     *,
     name: str,
@@ -87,8 +112,11 @@ def create_campaign(
     send_at: datetime,
     closes_at: datetime,
     reminders: list[str] | None = None,
+    quiet_hours: tuple[time, time] | None | str = "default",
     created_by=None,
 ) -> Campaign:
+    """A draft campaign. ``quiet_hours``: (start, end) local times with no reminders,
+    None for none, or the configured default."""
     name = (name or "").strip()
     if not name:
         raise ValidationFailed("A campaign needs a name.", field="name")
@@ -111,6 +139,9 @@ def create_campaign(
         audience_filters=filters, privacy=privacy, send_at=send_at, closes_at=closes_at,
         reminders=parse_reminders(reminders), created_by_id=getattr(created_by, "id", None),
     )
+    if quiet_hours == "default":
+        quiet_hours = default_quiet_hours()
+    campaign.quiet_hours_start, campaign.quiet_hours_end = quiet_hours or (None, None)
     db.session.add(campaign)
     db.session.flush()
     return campaign
@@ -152,6 +183,12 @@ def invitation_token(invitation_nonce: str) -> str:
     return derive_token(current_app.config["SECRET_KEY"], "invitation", invitation_nonce)
 
 
+def unsubscribe_token(invitation_nonce: str) -> str:
+    """The secret in an invitation's List-Unsubscribe link; hex, as it also travels
+    in an email address (unsubscribe+<token>@…)."""
+    return derive_hex_token(current_app.config["SECRET_KEY"], "unsubscribe", invitation_nonce)
+
+
 def start_campaign(campaign_id: int) -> bool:
     """Scheduled and due → sending: one invitation and one outbox row per recipient.
 
@@ -177,7 +214,8 @@ def start_campaign(campaign_id: int) -> bool:
             nonce = secrets.token_hex(16)
             rows.append({
                 "campaign_id": campaign.id, "stakeholder_id": stakeholder_id, "token_nonce": nonce,
-                "token_hash": hash_token(invitation_token(nonce)), "status": "queued",
+                "token_hash": hash_token(invitation_token(nonce)),
+                "unsubscribe_hash": hash_token(unsubscribe_token(nonce)), "status": "queued",
                 "reminders_sent": 0, "created_at": now,
             })
         db.session.execute(insert(Invitation), rows)
@@ -224,21 +262,22 @@ def open_sent_campaigns() -> int:
 
 
 def close_due_campaigns() -> int:
-    """At closes_at: the campaign closes, links stop accepting answers, queued mail is cancelled."""
+    """At closes_at: the campaign closes, links stop accepting answers, queued mail
+    is cancelled and no reminder falls due any more."""
+    from survey.mail.suppression import cancel_queued
+
     campaigns = db.session.scalars(
-        select(Campaign).where(Campaign.status.in_(("sending", "open")), Campaign.closes_at <= utcnow())
+        select(Campaign).where(Campaign.status.in_(("scheduled", "sending", "open")),
+                               Campaign.closes_at <= utcnow())
     ).all()
     for campaign in campaigns:
         transition(campaign, "closed")
+        of_campaign = select(Invitation.id).where(Invitation.campaign_id == campaign.id)
+        cancel_queued(of_campaign)
         db.session.execute(
-            update(OutboxMessage)
-            .where(
-                OutboxMessage.status == "queued",
-                OutboxMessage.invitation_id.in_(
-                    select(Invitation.id).where(Invitation.campaign_id == campaign.id)
-                ),
-            )
-            .values(status="cancelled")
+            update(Invitation).where(Invitation.campaign_id == campaign.id,
+                                     Invitation.next_reminder_at.is_not(None))
+            .values(next_reminder_at=None)
         )
     return len(campaigns)
 

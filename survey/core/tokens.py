@@ -29,3 +29,9 @@ def derive_token(secret_key: str, purpose: str, nonce: str) -> str:
     """
     digest = hmac.new(secret_key.encode(), f"{purpose}:{nonce}".encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def derive_hex_token(secret_key: str, purpose: str, nonce: str, length: int = 40) -> str:
+    """Like ``derive_token``, in lower-case hex (160 bits by default), for tokens that
+    travel in an email address, where some servers change the case."""
+    return hmac.new(secret_key.encode(), f"{purpose}:{nonce}".encode(), hashlib.sha256).hexdigest()[:length]

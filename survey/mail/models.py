@@ -10,7 +10,7 @@ from survey.campaigns.models import Invitation
 from survey.core.types import UTCDateTime, utcnow
 from survey.extensions import db
 
-OUTBOX_STATUSES = ("queued", "sending", "sent", "failed", "cancelled")
+OUTBOX_STATUSES = ("queued", "sending", "sent", "failed", "cancelled", "bounced")
 OUTBOX_KINDS = ("invitation", "reminder")
 
 
@@ -31,7 +31,8 @@ class OutboxMessage(db.Model):
     kind: Mapped[str] = mapped_column(String(20))
     #: 0 for the invitation; 1, 2… for reminders
     sequence: Mapped[int] = mapped_column(default=0)
-    #: queued → sending → sent | failed; cancelled when no longer wanted
+    #: queued → sending → sent | failed; cancelled when no longer wanted;
+    #: sent → bounced when a delivery status notification comes back
     status: Mapped[str] = mapped_column(String(20), default="queued")
     attempts: Mapped[int] = mapped_column(default=0)
     #: a queued row is not sent before this time
@@ -44,5 +45,7 @@ class OutboxMessage(db.Model):
     smtp_reply: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: when an asynchronous bounce (RFC 3464) for this email was ingested
+    bounced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     invitation: Mapped[Invitation] = relationship()

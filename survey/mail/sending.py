@@ -1,17 +1,27 @@
 """Sending the outbox: claim due rows under a lease, send them over one SMTP
-connection, record each server reply.
+connection, record each server reply as soon as it comes.
 
 A row is claimed by setting it to ``sending`` with a lease (``FOR UPDATE SKIP
 LOCKED`` on PostgreSQL, so concurrent workers never take the same row); a worker
-that dies leaves its rows to ``release_expired_leases``. Temporary failures
-(4xx, lost connection) are retried with growing delays; permanent ones (5xx) are
-not, and a hard bounce suppresses the address for every later campaign.
+that dies leaves its rows to ``release_expired_leases``. Each reply is committed
+right after the server gives it (every DISPATCH_MARK_EVERY emails, 1 by default),
+so a worker killed mid-batch resends at most the email in flight, and with the
+Message-ID stored before the first attempt, a resend is the same email: exactly
+once in effect. Temporary failures (4xx, lost connection) are retried with
+growing delays; permanent ones (5xx) are not, and a hard bounce suppresses the
+address for every later campaign.
+
+Just before sending, each row is checked again: the person opted out, bounced or
+answered, or the campaign closed, and the email is cancelled instead; a reminder
+that would land in the recipient's quiet hours waits for their end.
 """
 from __future__ import annotations
 
+import re
 import smtplib
+from collections import defaultdict
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime as rfc2822_date
@@ -21,17 +31,15 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_datetime
 from flask import current_app, render_template
 from flask_babel import force_locale, gettext as _
-from sqlalchemy import exists, select, update
+from sqlalchemy import case, exists, select, update
 
 from survey.audiences.models import Stakeholder
 from survey.campaigns.models import Campaign, Invitation
 from survey.core.types import utcnow
 from survey.extensions import db
+from survey.mail.addresses import mail_domain, return_path, unsubscribe_mailto
 from survey.mail.models import OutboxMessage
-
-LEASE = timedelta(minutes=5)
-MAX_ATTEMPTS = 6
-
+from survey.mail.suppression import means_dead_address, suppress_address
 
 @dataclass
 class Outcome:
@@ -40,13 +48,39 @@ class Outcome:
     hard_bounce: bool = False
 
 
+@dataclass
+class Job:
+    """One claimed email, as plain values: recording its outcome needs no ORM object."""
+
+    outbox_id: int
+    invitation_id: int
+    stakeholder_id: int
+    kind: str
+    sequence: int
+    attempts: int
+    #: the delay before the next reminder once this email is out; None when none follows
+    next_gap: timedelta | None
+    email: EmailMessage | None = None
+    #: set when no email could be built for this row
+    unbuildable: Outcome | None = None
+
+
+def max_attempts() -> int:
+    return current_app.config["MAIL_MAX_ATTEMPTS"]
+
+
 def survey_link(token: str) -> str:
     """Links are built from BASE_URL, never from a request's Host header."""
     return f"{current_app.config['BASE_URL']}/s/{token}"
 
 
-def claim_due(limit: int) -> list[int]:
-    """Take up to ``limit`` due rows for this worker; no two workers get the same row.
+def unsubscribe_link(token: str) -> str:
+    return f"{current_app.config['BASE_URL']}/u/{token}"
+
+
+def claim_due(limit: int, only_id: int | None = None) -> list[int]:
+    """Take up to ``limit`` due rows (or just ``only_id``) for this worker; no two workers
+    get the same row.
 
     Two statements, not ``UPDATE … WHERE id IN (SELECT … LIMIT n FOR UPDATE SKIP
     LOCKED)``: PostgreSQL may run that subquery again for each row it updates
@@ -56,34 +90,48 @@ def claim_due(limit: int) -> list[int]:
     only takes those still queued, so a row is claimed once even without locks.
     """
     now = utcnow()
-    due = db.session.scalars(
-        select(OutboxMessage.id)
-        .where(OutboxMessage.status == "queued", OutboxMessage.next_attempt_at <= now)
-        .order_by(OutboxMessage.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    ).all()
-    if not due:
+    due = select(OutboxMessage.id).where(OutboxMessage.status == "queued",
+                                         OutboxMessage.next_attempt_at <= now)
+    if only_id is not None:
+        due = due.where(OutboxMessage.id == only_id)
+    ids = db.session.scalars(due.order_by(OutboxMessage.id).limit(limit).with_for_update(skip_locked=True)).all()
+    if not ids:
         db.session.commit()
         return []
-    ids = db.session.scalars(
+    lease_until = now + timedelta(seconds=current_app.config["MAIL_LEASE_SECONDS"])
+    claimed = db.session.scalars(
         update(OutboxMessage)
-        .where(OutboxMessage.id.in_(due), OutboxMessage.status == "queued")
-        .values(status="sending", lease_until=now + LEASE, attempts=OutboxMessage.attempts + 1)
+        .where(OutboxMessage.id.in_(ids), OutboxMessage.status == "queued")
+        .values(status="sending", lease_until=lease_until, attempts=OutboxMessage.attempts + 1)
         .returning(OutboxMessage.id)
     ).all()
     db.session.commit()
-    return sorted(ids)
+    return sorted(claimed)
 
 
 def release_expired_leases() -> int:
-    """Rows whose worker died mid-send go back to the queue."""
-    result = db.session.execute(
+    """Rows whose worker died mid-send go back to the queue, or fail after the last attempt.
+
+    An email that kills every worker that tries it must not loop for ever.
+    """
+    now = utcnow()
+    expired = (OutboxMessage.status == "sending", OutboxMessage.lease_until < now)
+    given_up = db.session.scalars(
         update(OutboxMessage)
-        .where(OutboxMessage.status == "sending", OutboxMessage.lease_until < utcnow())
-        .values(status="queued", lease_until=None)
+        .where(*expired, OutboxMessage.attempts >= max_attempts())
+        .values(status="failed", lease_until=None,
+                smtp_reply=f"not sent: gave up after {max_attempts()} attempts (the sending worker stopped)")
+        .returning(OutboxMessage.invitation_id)
+    ).all()
+    if given_up:
+        db.session.execute(
+            update(Invitation).where(Invitation.id.in_(given_up), Invitation.status == "queued")
+            .values(status="failed")
+        )
+    result = db.session.execute(
+        update(OutboxMessage).where(*expired).values(status="queued", lease_until=None)
     )
-    return result.rowcount
+    return result.rowcount + len(given_up)
 
 
 def work_waiting() -> bool:
@@ -96,9 +144,32 @@ def work_waiting() -> bool:
 
 def send_batch(limit: int) -> int:
     """Send up to ``limit`` due emails over one SMTP connection; returns how many were claimed."""
-    ids = claim_due(limit)
+    return _send(claim_due(limit))
+
+
+def send_message(outbox_id: int) -> bool:
+    """Send one outbox row now if it is still queued and due; whoever calls it how many
+    times at once, only one caller sends it."""
+    return _send(claim_due(1, only_id=outbox_id)) == 1
+
+
+def _send(ids: list[int]) -> int:
     if not ids:
         return 0
+    jobs = _prepare(ids)
+    recorder = _Recorder(current_app.config["DISPATCH_MARK_EVERY"])
+    _deliver(jobs, recorder.add)
+    recorder.flush()
+    return len(ids)
+
+
+def _prepare(ids: list[int]) -> list[Job]:
+    """Load the claimed rows, cancel or postpone those no longer wanted now, fix each
+    Message-ID and build the emails; commits, so Message-IDs are stored before sending."""
+    from survey.campaigns.reminders import gap_before, quiet_until
+    from survey.campaigns.services import is_accepting_answers
+
+    now = utcnow()
     rows = db.session.execute(
         select(OutboxMessage, Invitation, Stakeholder, Campaign)
         .join(Invitation, Invitation.id == OutboxMessage.invitation_id)
@@ -107,60 +178,71 @@ def send_batch(limit: int) -> int:
         .where(OutboxMessage.id.in_(ids))
         .order_by(OutboxMessage.id)
     ).all()
-
-    from survey.campaigns.services import is_accepting_answers
-
-    to_send, cancelled = [], []
+    jobs, stopped = [], []
     for message, invitation, person, campaign in rows:
-        if person.suppressed_at is not None or not is_accepting_answers(campaign):
-            cancelled.append(message.id)
+        reason = _not_wanted(message, invitation, person, campaign, is_accepting_answers(campaign))
+        if reason:
+            stopped.append({"id": message.id, "status": "cancelled", "lease_until": None,
+                            "smtp_reply": f"not sent: {reason}"})
             continue
+        if message.kind == "reminder":
+            until = quiet_until(now, person.timezone, campaign.quiet_hours_start, campaign.quiet_hours_end)
+            if until is not None:  # not an attempt: back to the queue until the person's morning
+                stopped.append({"id": message.id, "status": "queued", "lease_until": None,
+                                "next_attempt_at": until, "attempts": message.attempts - 1})
+                continue
         if message.message_id is None:
-            message.message_id = make_msgid(domain=_mail_domain())
-        to_send.append((message, invitation, person, campaign))
-    if cancelled:
-        db.session.execute(
-            update(OutboxMessage).where(OutboxMessage.id.in_(cancelled))
-            .values(status="cancelled", lease_until=None)
-        )
-    db.session.commit()  # Message-IDs are stored before anything is sent
-
-    outcomes = _deliver([(m, _build_or_fail(m, i, p, c)) for m, i, p, c in to_send])
-    _record(to_send, outcomes)
+            message.message_id = make_msgid(domain=mail_domain())
+        job = Job(message.id, invitation.id, person.id, message.kind, message.sequence, message.attempts,
+                  next_gap=gap_before(campaign, message.sequence + 1))
+        try:
+            job.email = build_email(message, invitation, person, campaign)
+        except (ValueError, LookupError) as exc:
+            # One unbuildable row (a local part that is not ASCII needs SMTPUTF8) must
+            # not crash the batch, leaving the others to be resent after the lease.
+            current_app.logger.warning("outbox %s: cannot build the email: %s", message.id, exc)
+            job.unbuildable = Outcome("failed", f"not sent: cannot build the email ({exc})")
+        jobs.append(job)
+    if stopped:
+        db.session.execute(update(OutboxMessage), stopped)
     db.session.commit()
-    return len(ids)
+    return jobs
 
 
-def _mail_domain() -> str:
-    return parseaddr(current_app.config["MAIL_FROM"])[1].rpartition("@")[2] or "localhost"
-
-
-def _build_or_fail(message, invitation, person, campaign) -> EmailMessage | Outcome:
-    """The email, or a permanent failure when this row cannot make one.
-
-    One unbuildable row (an address whose local part is not ASCII, which needs
-    SMTPUTF8) must not crash the whole batch: that would leave every row of the
-    batch in ``sending`` and resend, after the lease, those already delivered.
-    """
-    try:
-        return build_email(message, invitation, person, campaign)
-    except (ValueError, LookupError) as exc:
-        current_app.logger.warning("outbox %s: cannot build the email: %s", message.id, exc)
-        return Outcome("failed", f"not sent: cannot build the email ({exc})")
+def _not_wanted(message, invitation, person, campaign, accepting: bool) -> str | None:
+    if person.suppressed_at is not None:
+        return f"the address is suppressed ({person.suppression_reason})"
+    if invitation.opted_out_at is not None:
+        return "the person opted out of this campaign"
+    if not accepting:
+        return "the campaign is closed"
+    if message.kind == "reminder" and invitation.completed_at is not None:
+        return "the person has already answered"
+    return None
 
 
 def build_email(message: OutboxMessage, invitation: Invitation, person: Stakeholder,
                 campaign: Campaign) -> EmailMessage:
-    from survey.campaigns.services import invitation_token
+    """The invitation or a reminder ("finish your answers" for someone who started),
+    in the person's language, with one-click unsubscribe headers (RFC 2369, RFC 8058)."""
+    from survey.campaigns.services import invitation_token, unsubscribe_token
 
     locale = person.locale
     closes = format_datetime(campaign.closes_at, "long", tzinfo=ZoneInfo(person.timezone), locale=locale)
+    opt_out_token = unsubscribe_token(invitation.token_nonce)
     context = {
         "person": person, "campaign": campaign, "link": survey_link(invitation_token(invitation.token_nonce)),
-        "closes": closes, "title": campaign.questionnaire.title(locale), "kind": message.kind,
+        "unsubscribe_link": unsubscribe_link(opt_out_token), "closes": closes,
+        "title": campaign.questionnaire.title(locale), "kind": message.kind,
+        "started": invitation.started_at is not None,
     }
     with force_locale(locale):
-        subject = _("%(title)s: a few minutes of your time", title=context["title"])
+        if message.kind == "reminder" and context["started"]:
+            subject = _("Finish your answers: %(title)s", title=context["title"])
+        elif message.kind == "reminder":
+            subject = _("Reminder: %(title)s", title=context["title"])
+        else:
+            subject = _("%(title)s: a few minutes of your time", title=context["title"])
         text = render_template("mail/invitation.txt", **context)
         html = render_template("mail/invitation.html", subject=subject, locale=locale, **context)
     email = EmailMessage()
@@ -169,6 +251,9 @@ def build_email(message: OutboxMessage, invitation: Invitation, person: Stakehol
     email["To"] = formataddr((person.display_name, ascii_address(person.email)))
     email["Message-ID"] = message.message_id
     email["Date"] = rfc2822_date(utcnow())
+    email["List-Unsubscribe"] = f"<{context['unsubscribe_link']}>, <mailto:{unsubscribe_mailto(opt_out_token)}>"
+    email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    email["Auto-Submitted"] = "auto-generated"
     email.set_content(text)
     email.add_alternative(html, subtype="html")
     return email
@@ -195,27 +280,27 @@ def _connect() -> smtplib.SMTP:
     return smtp
 
 
-def _deliver(batch: list[tuple[OutboxMessage, EmailMessage | Outcome]]) -> list[Outcome]:
-    """Send each message on one connection; reconnect once if the server drops us.
+def _deliver(jobs: list[Job], record) -> None:
+    """Send each email on one connection, calling ``record(job, outcome)`` after each;
+    reconnect once if the server drops us.
 
     A relay that cannot be reached (refused, silent until the timeout, or dropping
     us a second time) is not tried again for the rest of the batch: those rows go
     back to the queue at once. Trying each row would cost one timeout per email,
     enough to outlive the batch's lease and let another worker send the rows too.
     """
-    outcomes: list[Outcome] = []
     smtp = None
     connections = 0
     unreachable = None  # the reason the rest of the batch is not tried
     try:
-        for _message, email in batch:
-            if isinstance(email, Outcome):  # could not be built: nothing to send
-                outcomes.append(email)
+        for job in jobs:
+            if job.unbuildable is not None:
+                record(job, job.unbuildable)
                 continue
             if smtp is None and unreachable is None and connections == 2:
                 unreachable = "connection error: the server dropped the connection twice"
             if unreachable is not None:
-                outcomes.append(Outcome("retry", unreachable))
+                record(job, Outcome("retry", unreachable))
                 continue
             if smtp is None:
                 connections += 1
@@ -223,12 +308,12 @@ def _deliver(batch: list[tuple[OutboxMessage, EmailMessage | Outcome]]) -> list[
                     smtp = _connect()
                 except OSError as exc:  # smtplib's errors and socket.timeout are OSErrors
                     unreachable = f"connection error: {exc}"
-                    outcomes.append(Outcome("retry", unreachable))
+                    record(job, Outcome("retry", unreachable))
                     continue
             try:
-                outcomes.append(_send_one(smtp, email))
+                outcome = _send_one(smtp, job)
             except smtplib.SMTPResponseException as exc:  # a refusal raised, not returned (DATA)
-                outcomes.append(_classify(exc.smtp_code, exc.smtp_error))
+                outcome = _classify(exc.smtp_code, exc.smtp_error)
                 try:
                     smtp.rset()
                 except OSError:
@@ -237,14 +322,14 @@ def _deliver(batch: list[tuple[OutboxMessage, EmailMessage | Outcome]]) -> list[
             except OSError as exc:
                 _close(smtp)
                 smtp = None
-                outcomes.append(Outcome("retry", f"connection error: {exc}"))
+                outcome = Outcome("retry", f"connection error: {exc}")
+            record(job, outcome)
     finally:
         if smtp is not None:
             try:
                 smtp.quit()
             except (smtplib.SMTPException, OSError):
                 _close(smtp)
-    return outcomes
 
 
 def _close(smtp: smtplib.SMTP) -> None:
@@ -254,10 +339,10 @@ def _close(smtp: smtplib.SMTP) -> None:
         pass
 
 
-def _send_one(smtp: smtplib.SMTP, email: EmailMessage) -> Outcome:
-    sender = parseaddr(email["From"])[1]
-    recipient = parseaddr(email["To"])[1]
-    code, reply = smtp.mail(sender)
+def _send_one(smtp: smtplib.SMTP, job: Job) -> Outcome:
+    # The envelope sender is the row's own VERP address: a later bounce names this email.
+    recipient = parseaddr(job.email["To"])[1]
+    code, reply = smtp.mail(return_path(job.outbox_id))
     if code >= 400:
         smtp.rset()
         return _classify(code, reply)
@@ -265,7 +350,7 @@ def _send_one(smtp: smtplib.SMTP, email: EmailMessage) -> Outcome:
     if code >= 400:
         smtp.rset()
         return _classify(code, reply)
-    code, reply = smtp.data(email.as_bytes(policy=SMTP_POLICY))  # CRLF line ends, as SMTP requires
+    code, reply = smtp.data(job.email.as_bytes(policy=SMTP_POLICY))  # CRLF line ends, as SMTP requires
     if code >= 400:
         smtp.rset()  # leave the session clean for the next message of the batch
     return _classify(code, reply)
@@ -278,8 +363,8 @@ def _classify(code: int, reply: bytes | str) -> Outcome:
     if 400 <= code < 500:
         return Outcome("retry", text)
     # 550 5.1.1 (no such user) and other 5.1.x / 5.2.1 codes mean the address is dead.
-    hard = code in (550, 551, 553) and any(s in text for s in (" 5.1.", " 5.2.1"))
-    return Outcome("failed", text, hard_bounce=hard)
+    enhanced = re.match(r"\d{3} (5\.\d{1,3}\.\d{1,3})\b", text)
+    return Outcome("failed", text, hard_bounce=bool(enhanced) and means_dead_address(enhanced.group(1)))
 
 
 def _retry_delay(attempts: int) -> timedelta:
@@ -287,31 +372,79 @@ def _retry_delay(attempts: int) -> timedelta:
     return timedelta(seconds=base * (2 ** (attempts - 1)))
 
 
-def _record(sent: list, outcomes: list[Outcome]) -> None:
-    now = utcnow()
-    delivered, failed, bounced = [], [], []
-    for (message, invitation, person, _campaign), outcome in zip(sent, outcomes):
-        message.smtp_reply = outcome.reply[:2000]
-        message.lease_until = None
+class _Recorder:
+    """Collects outcomes and writes them every ``every`` emails, in one transaction."""
+
+    def __init__(self, every: int):
+        self.every = max(1, every)
+        self.pending: list[tuple[Job, Outcome]] = []
+
+    def add(self, job: Job, outcome: Outcome) -> None:
+        self.pending.append((job, outcome))
+        if len(self.pending) >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            _record(self.pending, utcnow())
+            self.pending = []
+        db.session.commit()
+
+
+def _record(outcomes: list[tuple[Job, Outcome]], now: datetime) -> None:
+    """Write what happened to each email, and what follows for its invitation."""
+    rows = []
+    invited: dict[timedelta | None, list[int]] = defaultdict(list)  # next gap → invitation ids
+    reminded: dict[tuple[int, timedelta | None], list[int]] = defaultdict(list)  # (sequence, gap) → ids
+    failed: dict[str, list[int]] = defaultdict(list)  # invitation status → ids
+    bounced: list[tuple[int, str]] = []
+    for job, outcome in outcomes:
+        row = {"id": job.outbox_id, "smtp_reply": outcome.reply[:2000], "lease_until": None}
         if outcome.status == "sent":
-            message.status, message.sent_at = "sent", now
-            delivered.append(invitation.id)
-        elif outcome.status == "retry" and message.attempts < MAX_ATTEMPTS:
-            message.status, message.next_attempt_at = "queued", now + _retry_delay(message.attempts)
+            row.update(status="sent", sent_at=now)
+        elif outcome.status == "retry" and job.attempts < max_attempts():
+            row.update(status="queued", next_attempt_at=now + _retry_delay(job.attempts))
         else:
-            message.status = "failed"
-            (bounced if outcome.hard_bounce else failed).append(invitation.id)
-            if outcome.hard_bounce and person.suppressed_at is None:
-                person.suppressed_at, person.suppression_reason = now, f"hard bounce: {outcome.reply[:150]}"
-    if delivered:
+            row.update(status="failed")
+            if outcome.hard_bounce:
+                bounced.append((job.stakeholder_id, outcome.reply))
+        rows.append(row)
+        if row["status"] == "queued":
+            continue
+        if job.kind == "invitation" and outcome.status == "sent":
+            invited[job.next_gap].append(job.invitation_id)
+        elif job.kind == "invitation":
+            failed["bounced" if outcome.hard_bounce else "failed"].append(job.invitation_id)
+        elif job.kind == "reminder" and not outcome.hard_bounce:
+            # A reminder that failed for good still moves the schedule on.
+            reminded[(job.sequence, job.next_gap)].append(job.invitation_id)
+    db.session.execute(update(OutboxMessage), rows)
+    for gap, ids in invited.items():
         db.session.execute(
             update(Invitation)
-            .where(Invitation.id.in_(delivered), Invitation.status.in_(("queued", "failed")))
-            .values(status="sent", sent_at=now)
+            .where(Invitation.id.in_(ids), Invitation.sent_at.is_(None))
+            .values(sent_at=now, next_reminder_at=now + gap if gap else None,
+                    status=case((Invitation.status.in_(("queued", "failed")), "sent"),
+                                else_=Invitation.status))
         )
-    for status, ids in (("failed", failed), ("bounced", bounced)):
-        if ids:
-            db.session.execute(
-                update(Invitation).where(Invitation.id.in_(ids), Invitation.status == "queued")
-                .values(status=status)
-            )
+    for (sequence, gap), ids in reminded.items():
+        db.session.execute(
+            update(Invitation)
+            .where(Invitation.id.in_(ids), Invitation.reminders_sent < sequence)
+            .values(reminders_sent=sequence, next_reminder_at=_next_reminder(now, gap))
+        )
+    for status, ids in failed.items():
+        db.session.execute(
+            update(Invitation).where(Invitation.id.in_(ids), Invitation.status == "queued").values(status=status)
+        )
+    for stakeholder_id, reply in bounced:
+        suppress_address(stakeholder_id, f"hard bounce: {reply[:150]}")
+
+
+def _next_reminder(now: datetime, gap: timedelta | None):
+    """When the next reminder falls due: none past the schedule, nor for someone who
+    answered or opted out while this email was on its way."""
+    if gap is None:
+        return None
+    still_wanted = Invitation.completed_at.is_(None) & Invitation.opted_out_at.is_(None)
+    return case((still_wanted, now + gap), else_=None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, g, redirect, render_template, request, session, url_for
 from flask_babel import get_locale, gettext as _
 
+from survey.campaigns.services import unsubscribe_token
 from survey.extensions import db
 from survey.respond import services
 from survey.core.errors import ValidationFailed
@@ -61,7 +62,8 @@ def survey(token: str):
 
     def show_form(form, status=200, **extra):
         return _page("respond/survey.html", status, form=form, campaign=campaign,
-                     definition=definition, locale=locale, token=token, **extra)
+                     definition=definition, locale=locale, token=token,
+                     unsubscribe_token=unsubscribe_token(invitation.token_nonce), **extra)
 
     if request.method == "GET":
         services.open_invitation(invitation)

@@ -18,6 +18,7 @@ ALLOWED = {
     ("draft", "scheduled"),
     ("scheduled", "draft"),
     ("scheduled", "sending"),
+    ("scheduled", "closed"),  # never started (workers down) before its closing time
     ("sending", "open"),
     ("sending", "closed"),
     ("open", "closed"),

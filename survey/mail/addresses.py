@@ -1,0 +1,68 @@
+"""Addresses that carry a token: the VERP return path of each email, and the
+mailto: address of its List-Unsubscribe header.
+
+A bounce comes back to the envelope sender of the email it is about; giving each
+outbox row its own signed envelope sender (``bounces+<id>.<sig>@domain``, VERP)
+ties every bounce to one email, hence one invitation, whatever the bouncing
+server writes in its report. The signature stops anyone from forging a bounce
+for someone else's email by guessing ids.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from email.utils import parseaddr
+
+from flask import current_app
+
+SIGNATURE_LENGTH = 16
+
+
+def mail_domain() -> str:
+    return parseaddr(current_app.config["MAIL_FROM"])[1].rpartition("@")[2] or "localhost"
+
+
+def _split(configured: str, default_local: str) -> tuple[str, str]:
+    address = configured or f"{default_local}@{mail_domain()}"
+    local, _at, domain = address.rpartition("@")
+    return local, domain
+
+
+def _signature(outbox_id: int) -> str:
+    key = current_app.config["SECRET_KEY"].encode()
+    return hmac.new(key, f"verp:{outbox_id}".encode(), hashlib.sha256).hexdigest()[:SIGNATURE_LENGTH]
+
+
+def return_path(outbox_id: int) -> str:
+    """The envelope sender (MAIL FROM) for one outbox row."""
+    local, domain = _split(current_app.config["MAIL_BOUNCE_ADDRESS"], "bounces")
+    return f"{local}+{outbox_id}.{_signature(outbox_id)}@{domain}"
+
+
+_VERP = re.compile(r"\+(\d{1,18})\.([0-9a-f]{%d})@" % SIGNATURE_LENGTH, re.IGNORECASE)
+
+
+def outbox_id_from(address: str) -> int | None:
+    """The outbox id in a VERP address, or None if there is none or its signature is wrong."""
+    match = _VERP.search(address or "")
+    if not match:
+        return None
+    outbox_id = int(match.group(1))
+    if not hmac.compare_digest(match.group(2).lower(), _signature(outbox_id)):
+        return None
+    return outbox_id
+
+
+def unsubscribe_mailto(token: str) -> str:
+    """The address a mail client writes to when the person clicks "unsubscribe"."""
+    local, domain = _split(current_app.config["MAIL_UNSUBSCRIBE_ADDRESS"], "unsubscribe")
+    return f"{local}+{token}@{domain}"
+
+
+_UNSUBSCRIBE = re.compile(r"\+([0-9a-f]{40})@", re.IGNORECASE)
+
+
+def unsubscribe_token_from(address: str) -> str | None:
+    match = _UNSUBSCRIBE.search(address or "")
+    return match.group(1).lower() if match else None
