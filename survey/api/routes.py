@@ -7,10 +7,19 @@ from sqlalchemy import select
 from webargs.flaskparser import FlaskParser
 
 from survey.api.auth import api_key_required
-from survey.api.schemas import CampaignIn, CampaignOut, ImportReportOut, KindArgs, QuestionnaireOut
+from survey.api.schemas import (
+    CampaignIn,
+    CampaignOut,
+    ImportReportOut,
+    KindArgs,
+    QuestionnaireOut,
+    RecipientsArgs,
+    RecipientsPageOut,
+)
 from survey.audiences.services import import_audience
 from survey.campaigns import services as campaign_services
 from survey.campaigns.models import Campaign
+from survey.campaigns.recipients import recipients_page
 from survey.extensions import db
 from survey.questionnaires.models import Questionnaire
 from survey.questionnaires.services import add_questionnaire, parse_definition
@@ -102,6 +111,7 @@ def create_campaign(data):
         name=data["name"], questionnaire=questionnaire, audience_kind=data["audience"]["kind"],
         audience_filters=data["audience"]["filters"], privacy=data["privacy"], send_at=data["send_at"],
         closes_at=data["closes_at"], reminders=data["reminders"],
+        quiet_hours=data.get("quiet_hours", "default"),  # absent: the configured default; null: none
     )
     db.session.commit()
     return _campaign_out(campaign)
@@ -115,6 +125,22 @@ def get_campaign(campaign_id: int):
     """A campaign with its progress counts."""
     campaign = _campaign_or_404(campaign_id)
     return _campaign_out(campaign)
+
+
+@campaigns.route("/<int:campaign_id>/recipients", methods=["GET"])
+@api_key_required
+@campaigns.doc(security=SECURITY)
+@campaigns.arguments(RecipientsArgs, location="query")
+@campaigns.response(200, RecipientsPageOut)
+def list_recipients(args, campaign_id: int):
+    """The people invited, each with every email sent to them in this campaign.
+
+    One page at a time, in invitation order; each email with its status, attempts,
+    SMTP reply and Message-ID. An unknown campaign is a 404.
+    """
+    campaign = _campaign_or_404(campaign_id)
+    return recipients_page(campaign.id, page=args["page"], per_page=args["per_page"],
+                           status=args.get("status"), email=args.get("email"))
 
 
 @campaigns.route("/<int:campaign_id>/schedule", methods=["POST"])

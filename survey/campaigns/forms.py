@@ -8,6 +8,9 @@ from flask_wtf import FlaskForm
 from wtforms import DateTimeLocalField, RadioField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
+from survey.campaigns.services import parse_quiet_hours
+from survey.core.errors import ValidationFailed
+
 PRIVACY_CHOICES = [
     ("identified", _l("Identified: answers are linked to the person (needed for claims)")),
     ("confidential", _l("Confidential: linked, but only aggregates are ever shown")),
@@ -33,6 +36,10 @@ class CampaignForm(FlaskForm):
         _l("Reminders (optional)"), validators=[Optional(), Length(max=200)],
         description=_l("Delays after the invitation as ISO 8601 durations, separated by commas: "
                        "P3D, P7D (3 and 7 days) or PT2M (2 minutes, for a demo)"))
+    quiet_hours = StringField(
+        _l("Quiet hours for reminders (optional)"), validators=[Optional(), Length(max=20)],
+        description=_l("No reminder is sent between these times, in each recipient's own time zone: "
+                       "HH:MM-HH:MM, e.g. 20:00-08:00. Leave blank to send reminders at any hour."))
 
     def __init__(self, *args, questionnaires=(), **kwargs):
         super().__init__(*args, **kwargs)
@@ -45,6 +52,17 @@ class CampaignForm(FlaskForm):
         for line in self.filter_lines():
             if "=" not in line:
                 raise ValidationError(_l("Write each filter as attribute=value."))
+
+    def validate_quiet_hours(self, field):
+        try:
+            parse_quiet_hours(field.data)
+        except ValidationFailed:
+            raise ValidationError(_l("Write quiet hours as two different times, HH:MM-HH:MM "
+                                     "(24-hour clock), e.g. 20:00-08:00; or leave the field blank.")) from None
+
+    def quiet_hours_value(self):
+        """(start, end) local times, or None: reminders at any hour."""
+        return parse_quiet_hours(self.quiet_hours.data)
 
     def filter_lines(self) -> list[str]:
         return [line.strip() for line in (self.audience_filters.data or "").splitlines() if line.strip()]

@@ -7,22 +7,23 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from survey.accounts.access import role_required
-from survey.audiences.models import Stakeholder
 from survey.campaigns import services
 from survey.campaigns.forms import CampaignForm
-from survey.campaigns.models import Campaign, Invitation
+from survey.campaigns.models import INVITATION_STATUSES, Campaign
+from survey.campaigns.recipients import campaign_quiet_hours, format_quiet_hours, page_links, recipients_page
 from survey.core.errors import ServiceError
 from survey.core.types import utcnow
 from survey.extensions import db
-from survey.mail.models import OutboxMessage
 from survey.questionnaires.models import Questionnaire
 
 bp = Blueprint("campaigns", __name__, template_folder="templates", url_prefix="/admin/campaigns")
 
 PAGE_SIZE = 50
+#: a larger ?page= is read as the last page (and never overflows the database's OFFSET)
+MAX_PAGE = 10**9
 
 
 @bp.route("/")
@@ -46,6 +47,10 @@ def new():
         form.send_at.data = now.replace(tzinfo=None, second=0, microsecond=0)
         form.closes_at.data = form.send_at.data + timedelta(days=30)
         form.reminders.data = "P3D, P7D"
+        try:
+            form.quiet_hours.data = format_quiet_hours(*(services.default_quiet_hours() or (None, None)))
+        except ServiceError:  # a DEFAULT_QUIET_HOURS the parser refuses: no prefill
+            form.quiet_hours.data = ""
     if form.validate_on_submit():
         zone = ZoneInfo(form.timezone.data)
         try:
@@ -58,6 +63,7 @@ def new():
                 send_at=form.send_at.data.replace(tzinfo=zone),
                 closes_at=form.closes_at.data.replace(tzinfo=zone),
                 reminders=form.reminder_list(),
+                quiet_hours=form.quiet_hours_value(),
                 created_by=current_user,
             )
         except ServiceError as exc:
@@ -74,25 +80,20 @@ def new():
 @role_required("admin")
 def detail(campaign_id: int):
     campaign = db.get_or_404(Campaign, campaign_id)
-    page = max(request.args.get("page", 1, type=int), 1)
-    invitations = db.session.execute(
-        select(Invitation, Stakeholder)
-        .join(Stakeholder, Stakeholder.id == Invitation.stakeholder_id)
-        .where(Invitation.campaign_id == campaign.id)
-        .order_by(Invitation.id)
-        .limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
-    ).all()
-    emails = {}
-    if invitations:
-        for message in db.session.scalars(
-            select(OutboxMessage).where(OutboxMessage.invitation_id.in_([i.id for i, _ in invitations]))
-            .order_by(OutboxMessage.id)
-        ):
-            emails.setdefault(message.invitation_id, []).append(message)
+    status = request.args.get("status", "")
+    status = status if status in INVITATION_STATUSES else ""
+    email = request.args.get("email", "").strip()[:320]
+    page = min(max(request.args.get("page", 1, type=int), 1), MAX_PAGE)
+    filters = {"per_page": PAGE_SIZE, "status": status or None, "email": email}
+    recipients = recipients_page(campaign.id, page=page, **filters)
+    if not recipients.items and recipients.page > recipients.pages:  # past the end: the last page
+        recipients = recipients_page(campaign.id, page=recipients.pages, **filters)
     audience = services.audience_count(campaign) if campaign.status in ("draft", "scheduled") else None
     return render_template(
         "campaigns/detail.html", campaign=campaign, counts=services.campaign_counts(campaign.id),
-        invitations=invitations, emails=emails, page=page, page_size=PAGE_SIZE, audience=audience,
+        recipients=recipients, links=page_links(recipients.page, recipients.pages),
+        statuses=INVITATION_STATUSES, status=status, email=email,
+        quiet_hours=campaign_quiet_hours(campaign), audience=audience,
     )
 
 

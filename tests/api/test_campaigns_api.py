@@ -278,3 +278,178 @@ def test_a_past_send_time_starts_at_once(client, auth, alumni_questionnaire, cre
     response = client.post(f"{URL}/{campaign_id}/schedule", headers=auth)
     assert response.status_code == 200, response.get_data(as_text=True)
     assert queued == [(campaign_id,)]
+
+
+# ------------------------------------------------------------------ quiet hours
+
+def test_quiet_hours_are_stored_and_returned(client, auth, alumni_questionnaire):
+    from datetime import time
+
+    from survey.campaigns.models import Campaign
+
+    body = campaign_body(alumni_questionnaire.id, quiet_hours={"start": "21:30", "end": "7:00"})
+    response = client.post(URL, json=body, headers=auth)
+    assert response.status_code == 201, response.get_data(as_text=True)
+    created = response.get_json()
+    assert created["quiet_hours"] == {"start": "21:30", "end": "07:00"}
+    assert created["reminders"] == ["P3D", "P7D"]
+    stored = db.session.get(Campaign, created["id"])
+    assert (stored.quiet_hours_start, stored.quiet_hours_end) == (time(21, 30), time(7, 0))
+    again = client.get(f"{URL}/{created['id']}", headers=auth).get_json()
+    assert again["quiet_hours"] == {"start": "21:30", "end": "07:00"}
+    assert again["reminders"] == ["P3D", "P7D"]
+
+
+def test_absent_quiet_hours_are_the_configured_default(client, auth, alumni_questionnaire, app, monkeypatch):
+    monkeypatch.setitem(app.config, "DEFAULT_QUIET_HOURS", "22:00-06:30")
+    body = campaign_body(alumni_questionnaire.id)
+    assert "quiet_hours" not in body
+    response = client.post(URL, json=body, headers=auth)
+    assert response.status_code == 201, response.get_data(as_text=True)
+    assert response.get_json()["quiet_hours"] == {"start": "22:00", "end": "06:30"}
+
+    monkeypatch.setitem(app.config, "DEFAULT_QUIET_HOURS", "")
+    response = client.post(URL, json=campaign_body(alumni_questionnaire.id), headers=auth)
+    assert response.get_json()["quiet_hours"] is None
+
+
+def test_null_quiet_hours_mean_reminders_at_any_hour(client, auth, alumni_questionnaire):
+    from survey.campaigns.models import Campaign
+
+    response = client.post(URL, json=campaign_body(alumni_questionnaire.id, quiet_hours=None), headers=auth)
+    assert response.status_code == 201, response.get_data(as_text=True)
+    assert response.get_json()["quiet_hours"] is None
+    stored = db.session.get(Campaign, response.get_json()["id"])
+    assert (stored.quiet_hours_start, stored.quiet_hours_end) == (None, None)
+
+
+BAD_QUIET_HOURS = {
+    "hour 25": {"start": "25:00", "end": "08:00"},
+    "minute 60": {"start": "20:00", "end": "08:60"},
+    "same start and end": {"start": "20:00", "end": "20:00"},
+    "not a clock time": {"start": "8pm", "end": "8am"},
+    "with seconds": {"start": "20:00:00", "end": "08:00:00"},
+    "trailing newline": {"start": "20:00\n", "end": "08:00"},
+    "other digits": {"start": "٢٠:٠٠", "end": "08:00"},
+    "missing end": {"start": "20:00"},
+    "numbers": {"start": 20, "end": 8},
+    "a string": "20:00-08:00",
+    "a list": ["20:00", "08:00"],
+}
+
+
+@pytest.mark.parametrize("quiet_hours", BAD_QUIET_HOURS.values(), ids=BAD_QUIET_HOURS.keys())
+def test_invalid_quiet_hours_give_422_naming_the_field(client, auth, alumni_questionnaire, quiet_hours):
+    body = campaign_body(alumni_questionnaire.id, quiet_hours=quiet_hours)
+    payload = _assert_json_error(client.post(URL, json=body, headers=auth), 422)
+    assert "quiet_hours" in payload["errors"]["json"]
+    assert payload["message"].startswith("Invalid request: quiet_hours")
+    assert _campaign_count() == 0
+
+
+def test_the_openapi_document_describes_quiet_hours_and_recipients(client):
+    spec = client.get("/api/v1/openapi.json").get_json()
+    schemas = spec["components"]["schemas"]
+    assert "quiet_hours" in schemas["CampaignIn"]["properties"]
+    assert {"quiet_hours", "reminders"} <= set(schemas["CampaignOut"]["properties"])
+    operation = spec["paths"]["/api/v1/campaigns/{campaign_id}/recipients"]["get"]
+    assert {p["name"] for p in operation["parameters"]} >= {"page", "per_page", "status"}
+    assert operation["security"] == [{"bearerAuth": []}]
+    assert "200" in operation["responses"]
+    recipient = schemas["RecipientOut"]["properties"]
+    assert {"email", "status", "reminders_sent", "next_reminder_at", "emails"} <= set(recipient)
+    assert {"kind", "sequence", "status", "attempts", "smtp_reply", "message_id"} <= set(
+        schemas["EmailOut"]["properties"])
+
+
+# ------------------------------------------------------------------- recipients
+
+@pytest.fixture
+def sent_campaign(alumni_questionnaire, create_stakeholder, monkeypatch):
+    """A started campaign of five people; the first had its invitation and a reminder."""
+    from survey.mail.models import OutboxMessage
+    from tests.campaigns.helpers import invitations, now, outbox, started_campaign
+
+    for n in range(5):
+        create_stakeholder(kind="alumnus", email=f"alum{n}@example.org", timezone="Asia/Tokyo")
+    campaign = started_campaign(alumni_questionnaire, monkeypatch, reminders=["P3D"])
+    first = invitations(campaign.id)[0]
+    invitation_email = outbox(campaign.id)[0]
+    invitation_email.status, invitation_email.attempts, invitation_email.sent_at = "sent", 1, now()
+    invitation_email.smtp_reply = "250 2.0.0 <b>Ok</b>"
+    invitation_email.message_id = "<abc@attest.test>"
+    first.status, first.sent_at, first.reminders_sent = "sent", now(), 1
+    db.session.add(OutboxMessage(invitation_id=first.id, kind="reminder", sequence=1, status="failed",
+                                 attempts=6, smtp_reply="550 5.7.1 rejected"))
+    db.session.commit()
+    return campaign
+
+
+def test_recipients_need_an_api_key(client, sent_campaign):
+    _assert_json_error(client.get(f"{URL}/{sent_campaign.id}/recipients"), 401)
+    _assert_json_error(client.get(f"{URL}/{sent_campaign.id}/recipients",
+                                  headers={"Authorization": "Bearer not-a-key"}), 401)
+    _assert_json_error(client.get(f"{URL}/999999/recipients?per_page=0"), 401)  # the key first
+
+
+def test_recipients_of_an_unknown_campaign_give_404(client, auth):
+    payload = _assert_json_error(client.get(f"{URL}/999999/recipients", headers=auth), 404)
+    assert "campaign" in payload["message"].lower()
+    _assert_json_error(client.get(f"{URL}/99999999999999999999/recipients", headers=auth), 404)
+
+
+def test_recipients_with_every_email_sent_to_them(client, auth, sent_campaign):
+    response = client.get(f"{URL}/{sent_campaign.id}/recipients", headers=auth)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body = response.get_json()
+    assert (body["page"], body["per_page"], body["total"], body["pages"]) == (1, 50, 5, 1)
+    assert [r["email"] for r in body["items"]] == [f"alum{n}@example.org" for n in range(5)]
+    first = body["items"][0]
+    assert first["status"] == "sent" and first["reminders_sent"] == 1
+    assert first["timezone"] == "Asia/Tokyo"
+    assert (first["first_name"], first["last_name"]) == ("Ada", "Lovelace")
+    assert first["suppressed_at"] is None and first["opted_out_at"] is None
+    invitation_email, reminder = first["emails"]
+    assert invitation_email["kind"] == "invitation" and invitation_email["sequence"] == 0
+    assert invitation_email["status"] == "sent" and invitation_email["attempts"] == 1
+    assert invitation_email["smtp_reply"] == "250 2.0.0 <b>Ok</b>"  # JSON carries it as it came
+    assert invitation_email["message_id"] == "<abc@attest.test>"
+    assert invitation_email["sent_at"] and invitation_email["queued_at"]
+    assert invitation_email["next_attempt_at"] is None
+    assert (reminder["kind"], reminder["sequence"], reminder["status"], reminder["attempts"]) == (
+        "reminder", 1, "failed", 6)
+    assert reminder["smtp_reply"] == "550 5.7.1 rejected"
+    others = body["items"][1:]
+    assert all(r["status"] == "queued" and len(r["emails"]) == 1 for r in others)
+    assert all(r["emails"][0]["status"] == "queued" and r["emails"][0]["next_attempt_at"] for r in others)
+
+
+def test_recipients_are_paginated_and_filtered(client, auth, sent_campaign):
+    url = f"{URL}/{sent_campaign.id}/recipients"
+    pages = [client.get(f"{url}?per_page=2&page={n}", headers=auth).get_json() for n in (1, 2, 3, 4)]
+    assert [p["total"] for p in pages] == [5] * 4
+    assert [p["pages"] for p in pages] == [3] * 4
+    assert [[r["email"] for r in p["items"]] for p in pages] == [
+        ["alum0@example.org", "alum1@example.org"], ["alum2@example.org", "alum3@example.org"],
+        ["alum4@example.org"], []]
+
+    sent = client.get(f"{url}?status=sent", headers=auth).get_json()
+    assert [r["email"] for r in sent["items"]] == ["alum0@example.org"] and sent["total"] == 1
+    queued = client.get(f"{url}?status=queued&per_page=3&page=2", headers=auth).get_json()
+    assert [r["email"] for r in queued["items"]] == ["alum4@example.org"] and queued["total"] == 4
+    assert client.get(f"{url}?status=completed", headers=auth).get_json()["items"] == []
+    found = client.get(f"{url}?email=ALUM3", headers=auth).get_json()
+    assert [r["email"] for r in found["items"]] == ["alum3@example.org"]
+
+
+@pytest.mark.parametrize("query", ["status=nonsense", "per_page=0", "per_page=201", "page=0", "page=-1",
+                                   "page=two", f"page={10**30}"])
+def test_bad_recipient_queries_give_422(client, auth, sent_campaign, query):
+    payload = _assert_json_error(client.get(f"{URL}/{sent_campaign.id}/recipients?{query}", headers=auth), 422)
+    assert query.split("=")[0] in payload["message"]
+
+
+def test_a_draft_campaign_has_no_recipients_yet(client, auth, alumni_questionnaire):
+    campaign_id = _create(client, auth, alumni_questionnaire.id)
+    body = client.get(f"{URL}/{campaign_id}/recipients", headers=auth).get_json()
+    assert (body["items"], body["total"], body["pages"]) == ([], 0, 1)
