@@ -150,16 +150,23 @@ class CaughtMail:
         return self.messages
 
 
+def serve_smtp(handler):
+    """Run a real aiosmtpd server with ``handler`` on the port the app sends to
+    (a generator for fixtures: yields the handler, stops the server after)."""
+    from aiosmtpd.controller import Controller
+
+    controller = Controller(handler, hostname="127.0.0.1", port=int(os.environ["SMTP_PORT"]))
+    controller.start()
+    try:
+        yield handler
+    finally:
+        controller.stop()
+
+
 @pytest.fixture
 def smtp_server():
     """A real SMTP server on the port the app is configured to use."""
-    from aiosmtpd.controller import Controller
-
-    handler = CaughtMail()
-    controller = Controller(handler, hostname="127.0.0.1", port=int(os.environ["SMTP_PORT"]))
-    controller.start()
-    yield handler
-    controller.stop()
+    yield from serve_smtp(CaughtMail())
 
 
 class Background:

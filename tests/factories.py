@@ -74,6 +74,12 @@ def builtin_questionnaires(app_ctx):
 
 
 @pytest.fixture
+def alumni(builtin_questionnaires):
+    """The built-in alumni-outcomes questionnaire."""
+    return builtin_questionnaires["alumni-outcomes"]
+
+
+@pytest.fixture
 def open_survey(app_ctx, create_stakeholder, builtin_questionnaires):
     """A campaign that has started, and the survey link of one person in it."""
     from datetime import datetime, timedelta, timezone

@@ -33,11 +33,6 @@ def admin(client, create_user, login):
     return client
 
 
-@pytest.fixture
-def alumni(builtin_questionnaires):
-    return builtin_questionnaires["alumni-outcomes"]
-
-
 def _page(client, url) -> str:
     response = client.get(url)
     assert response.status_code == 200, response.get_data(as_text=True)[:500]

@@ -9,9 +9,8 @@ from datetime import datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import update
 
-from survey.audiences.models import Stakeholder
 from survey.campaigns import services
 from survey.campaigns.models import Campaign, Invitation
 from survey.campaigns.reminders import gap_before, queue_due_reminders, quiet_until
@@ -23,11 +22,6 @@ from tests.campaigns.helpers import invitations, now, outbox, started_campaign
 
 PARIS = "Europe/Paris"
 QUIET = (time(20, 0), time(8, 0))
-
-
-@pytest.fixture
-def alumni(builtin_questionnaires):
-    return builtin_questionnaires["alumni-outcomes"]
 
 
 def _local(day: str, clock: str, zone: str = PARIS) -> datetime:

@@ -45,11 +45,6 @@ class Sent:
 
 
 @pytest.fixture
-def alumni(builtin_questionnaires):
-    return builtin_questionnaires["alumni-outcomes"]
-
-
-@pytest.fixture
 def sent(alumni, create_stakeholder, monkeypatch):
     """A started campaign to two alumni whose invitations the relay accepted (250)."""
     people = [create_stakeholder(email="ada@example.org"), create_stakeholder(email="grace@example.org")]

@@ -21,11 +21,6 @@ ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 
 
 @pytest.fixture
-def alumni(builtin_questionnaires):
-    return builtin_questionnaires["alumni-outcomes"]
-
-
-@pytest.fixture
 def two_campaigns(alumni, create_stakeholder, monkeypatch):
     """One English-speaking alumnus invited by two started campaigns (emails still queued).
 

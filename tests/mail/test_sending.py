@@ -14,7 +14,7 @@ from email.utils import parseaddr
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import text, update
 
 from survey.audiences.models import Stakeholder
 from survey.campaigns import services
@@ -24,7 +24,7 @@ from survey.mail import sending
 from survey.mail.models import OutboxMessage
 from survey.mail.sending import claim_due, release_expired_leases, send_batch, work_waiting
 from tests.campaigns.helpers import invitations, now, outbox, started_campaign
-from tests.conftest import CaughtMail
+from tests.conftest import CaughtMail, serve_smtp
 
 BASE = "https://attest.test.example"
 TRANSLATIONS = Path(__file__).resolve().parents[2] / "survey" / "translations"
@@ -63,13 +63,7 @@ class RecordingMail(CaughtMail):
 
 @pytest.fixture
 def smtp(app):
-    from aiosmtpd.controller import Controller
-
-    handler = RecordingMail()
-    controller = Controller(handler, hostname="127.0.0.1", port=app.config["SMTP_PORT"])
-    controller.start()
-    yield handler
-    controller.stop()
+    yield from serve_smtp(RecordingMail())
 
 
 @pytest.fixture
@@ -77,11 +71,6 @@ def retry_base(app, monkeypatch):
     """Temporary failures are retried after 0.25 s, then 0.5 s, 1 s…"""
     monkeypatch.setitem(app.config, "MAIL_RETRY_BASE_SECONDS", 0.25)
     return 0.25
-
-
-@pytest.fixture
-def alumni(builtin_questionnaires):
-    return builtin_questionnaires["alumni-outcomes"]
 
 
 def _rows(campaign_id):

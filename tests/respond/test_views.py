@@ -17,11 +17,6 @@ EN = {"Accept-Language": "en"}
 
 
 @pytest.fixture
-def alumni(builtin_questionnaires):
-    return builtin_questionnaires["alumni-outcomes"]
-
-
-@pytest.fixture
 def invited(alumni, create_stakeholder, monkeypatch):
     """(campaign, invitation, link path) for one English-speaking alumnus."""
     def make(privacy="identified", locale="en"):

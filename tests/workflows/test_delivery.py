@@ -29,7 +29,7 @@ from survey.campaigns.models import Invitation
 from survey.extensions import db
 from survey.mail.models import OutboxMessage
 from tests.campaigns.helpers import make_campaign, now, outbox, schedule
-from tests.conftest import CaughtMail
+from tests.conftest import CaughtMail, serve_smtp
 
 
 class Sink(CaughtMail):
@@ -64,18 +64,7 @@ class Sink(CaughtMail):
 
 @pytest.fixture
 def sink(app):
-    from aiosmtpd.controller import Controller
-
-    handler = Sink()
-    controller = Controller(handler, hostname="127.0.0.1", port=app.config["SMTP_PORT"])
-    controller.start()
-    yield handler
-    controller.stop()
-
-
-@pytest.fixture
-def alumni(builtin_questionnaires):
-    return builtin_questionnaires["alumni-outcomes"]
+    yield from serve_smtp(Sink())
 
 
 def _people(count: int, **fields) -> list[str]:
