@@ -98,6 +98,16 @@ class Config:
     #: How often beat looks for due work, in seconds.
     BEAT_INTERVAL = float(os.environ.get("BEAT_INTERVAL", "10"))
 
+    #: The impact committee: reviewers per claim, the decision policy, review deadline.
+    REVIEWERS_PER_CLAIM = int(os.environ.get("REVIEWERS_PER_CLAIM", "2"))
+    POLICY_APPROVALS_TO_PROVE = int(os.environ.get("POLICY_APPROVALS_TO_PROVE", "2"))
+    POLICY_REJECTIONS_TO_REJECT = int(os.environ.get("POLICY_REJECTIONS_TO_REJECT", "2"))
+    REVIEW_DEADLINE_DAYS = float(os.environ.get("REVIEW_DEADLINE_DAYS", "7"))
+    #: Reviewer exclusions beyond the claimant and declared conflicts, comma-separated:
+    #: "mentor=email" excludes the user whose email is the claimant's "mentor" attribute;
+    #: "cohort" excludes users whose "cohort" attribute equals the claimant's.
+    REVIEWER_EXCLUSIONS = os.environ.get("REVIEWER_EXCLUSIONS", "mentor=email")
+
     CELERY = {
         **broker_settings(),
         "task_ignore_result": True,

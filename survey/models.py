@@ -4,3 +4,5 @@ from survey.audiences.models import Stakeholder  # noqa: F401
 from survey.campaigns.models import Campaign, Invitation, Response  # noqa: F401
 from survey.mail.models import OutboxMessage  # noqa: F401
 from survey.questionnaires.models import Questionnaire  # noqa: F401
+from survey.claims.models import Claim, Conflict, Evidence, Review  # noqa: F401
+from survey.audit.models import AuditEvent, AuditHead  # noqa: F401

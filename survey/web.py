@@ -17,7 +17,16 @@ LABELS = {
     "completed": _l("completed"), "opted_out": _l("opted out"), "cancelled": _l("cancelled"),
     "alumnus": _l("alumni"), "employee": _l("employees"),
     "identified": _l("identified"), "confidential": _l("confidential"), "anonymous": _l("anonymous"),
-    "invitation": _l("invitation"), "reminder": _l("reminder"),
+    "invitation": _l("invitation"), "reminder": _l("reminder"), "evidence_request": _l("evidence request"),
+    # claims
+    "submitted": _l("submitted"), "in_review": _l("in review"), "needs_evidence": _l("needs evidence"),
+    "proven": _l("proven"), "rejected": _l("rejected"), "inconclusive": _l("inconclusive"),
+    "revoked": _l("revoked"), "withdrawn": _l("withdrawn"),
+    "new_job": _l("new job"), "changed_employer": _l("changed employer"), "promotion": _l("promotion"),
+    "raise": _l("raise"), "business_created": _l("business created"),
+    "approve": _l("approve"), "reject": _l("reject"), "need_evidence": _l("need evidence"),
+    "abstain": _l("abstain"),
+    "file": _l("file"), "link": _l("link"), "contact": _l("employer contact"),
 }
 
 CSP = (

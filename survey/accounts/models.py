@@ -8,7 +8,7 @@ from flask_login import UserMixin
 from sqlalchemy import CheckConstraint, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from survey.core.types import UTCDateTime, utcnow
+from survey.core.types import JSONType, UTCDateTime, utcnow
 from survey.extensions import db
 
 
@@ -40,6 +40,8 @@ class User(UserMixin, db.Model):
     password_hash: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(20))
     active: Mapped[bool] = mapped_column(default=True)
+    #: facts the reviewer-exclusion rules compare with a claimant's (e.g. cohort, team)
+    attributes: Mapped[dict] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     @property

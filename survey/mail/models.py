@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -10,8 +11,11 @@ from survey.campaigns.models import Invitation
 from survey.core.types import UTCDateTime, utcnow
 from survey.extensions import db
 
+if TYPE_CHECKING:
+    from survey.claims.models import Claim
+
 OUTBOX_STATUSES = ("queued", "sending", "sent", "failed", "cancelled", "bounced")
-OUTBOX_KINDS = ("invitation", "reminder")
+OUTBOX_KINDS = ("invitation", "reminder", "evidence_request")
 
 
 class OutboxMessage(db.Model):
@@ -20,6 +24,7 @@ class OutboxMessage(db.Model):
         UniqueConstraint("invitation_id", "kind", "sequence"),
         CheckConstraint(f"status IN {OUTBOX_STATUSES!r}", name="status_known"),
         CheckConstraint(f"kind IN {OUTBOX_KINDS!r}", name="kind_known"),
+        CheckConstraint("(kind = 'evidence_request') = (claim_id IS NOT NULL)", name="request_has_claim"),
         CheckConstraint("status <> 'sending' OR lease_until IS NOT NULL", name="sending_has_lease"),
         CheckConstraint("status <> 'sent' OR sent_at IS NOT NULL", name="sent_has_time"),
         Index("ix_outbox_messages_status_next_attempt_at", "status", "next_attempt_at"),
@@ -27,8 +32,10 @@ class OutboxMessage(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     invitation_id: Mapped[int] = mapped_column(ForeignKey("invitations.id"))
-    #: ``invitation`` or ``reminder``
+    #: ``invitation``, ``reminder`` or ``evidence_request`` (the committee asks for more)
     kind: Mapped[str] = mapped_column(String(20))
+    #: the claim an evidence request is about
+    claim_id: Mapped[int | None] = mapped_column(ForeignKey("claims.id"))
     #: 0 for the invitation; 1, 2… for reminders
     sequence: Mapped[int] = mapped_column(default=0)
     #: queued → sending → sent | failed; cancelled when no longer wanted;
@@ -49,3 +56,4 @@ class OutboxMessage(db.Model):
     bounced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     invitation: Mapped[Invitation] = relationship()
+    claim: Mapped[Claim | None] = relationship()

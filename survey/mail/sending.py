@@ -214,6 +214,8 @@ def _not_wanted(message, invitation, person, campaign, accepting: bool) -> str |
         return f"the address is suppressed ({person.suppression_reason})"
     if invitation.opted_out_at is not None:
         return "the person opted out of this campaign"
+    if message.kind == "evidence_request":  # about a claim, whose review outlives the campaign
+        return None if message.claim.state == "needs_evidence" else "the claim no longer needs evidence"
     if not accepting:
         return "the campaign is closed"
     if message.kind == "reminder" and invitation.completed_at is not None:
@@ -227,6 +229,8 @@ def build_email(message: OutboxMessage, invitation: Invitation, person: Stakehol
     in the person's language, with one-click unsubscribe headers (RFC 2369, RFC 8058)."""
     from survey.campaigns.services import invitation_token, unsubscribe_token
 
+    if message.kind == "evidence_request":
+        return _evidence_request_email(message, invitation, person, campaign)
     locale = person.locale
     closes = format_datetime(campaign.closes_at, "long", tzinfo=ZoneInfo(person.timezone), locale=locale)
     opt_out_token = unsubscribe_token(invitation.token_nonce)
@@ -245,13 +249,36 @@ def build_email(message: OutboxMessage, invitation: Invitation, person: Stakehol
             subject = _("%(title)s: a few minutes of your time", title=context["title"])
         text = render_template("mail/invitation.txt", **context)
         html = render_template("mail/invitation.html", subject=subject, locale=locale, **context)
+    return _email(message, person, subject, text, html, opt_out_token)
+
+
+def _evidence_request_email(message, invitation, person, campaign) -> EmailMessage:
+    """The committee asks the respondent for more evidence about one claim."""
+    from survey.campaigns.services import unsubscribe_token
+    from survey.claims.services import claim_token
+
+    locale = person.locale
+    claim = message.claim
+    opt_out_token = unsubscribe_token(invitation.token_nonce)
+    context = {"person": person, "claim": claim, "reason": claim.decision_reason or "",
+               "link": f"{current_app.config['BASE_URL']}/e/{claim_token(claim.token_nonce)}",
+               "unsubscribe_link": unsubscribe_link(opt_out_token),
+               "title": campaign.questionnaire.title(locale)}
+    with force_locale(locale):
+        subject = _("Your answer to “%(title)s”: could you add evidence?", title=context["title"])
+        text = render_template("mail/evidence_request.txt", **context)
+        html = render_template("mail/evidence_request.html", subject=subject, locale=locale, **context)
+    return _email(message, person, subject, text, html, opt_out_token)
+
+
+def _email(message, person, subject: str, text: str, html: str, opt_out_token: str) -> EmailMessage:
     email = EmailMessage()
     email["Subject"] = subject
     email["From"] = current_app.config["MAIL_FROM"]
     email["To"] = formataddr((person.display_name, ascii_address(person.email)))
     email["Message-ID"] = message.message_id
     email["Date"] = rfc2822_date(utcnow())
-    email["List-Unsubscribe"] = f"<{context['unsubscribe_link']}>, <mailto:{unsubscribe_mailto(opt_out_token)}>"
+    email["List-Unsubscribe"] = f"<{unsubscribe_link(opt_out_token)}>, <mailto:{unsubscribe_mailto(opt_out_token)}>"
     email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     email["Auto-Submitted"] = "auto-generated"
     email.set_content(text)

@@ -104,4 +104,8 @@ def submit_response(invitation: Invitation, answers: dict, locale: str) -> Respo
         response.started_at = None
         response.submitted_at = datetime.combine(now.date(), time(0), tzinfo=timezone.utc)
     db.session.flush()
+    if campaign.privacy == "identified":  # a claim names its claimant: never from a private answer
+        from survey.claims.services import create_claims
+
+        create_claims(response, invitation.stakeholder_id)
     return response

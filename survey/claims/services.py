@@ -1,0 +1,364 @@
+"""Claims: created from answers, given reviewers, voted on, decided, evidenced.
+
+Every verb here takes models and plain values, changes what it must through
+``workflows.claims.transition`` (the only writer of a claim's state) and records
+an audit event for everything else it does (assignments, votes, conflicts,
+evidence). Functions flush; the caller commits.
+"""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable
+
+from flask import current_app
+from sqlalchemy import and_, func, select
+
+from survey.accounts.models import User
+from survey.audiences.models import Stakeholder
+from survey.audit.chain import record
+from survey.campaigns.models import Campaign, Response
+from survey.claims.models import OUTCOME_TYPES, Claim, Conflict, Evidence, Review
+from survey.core.errors import InvalidState, NotFound, ValidationFailed
+from survey.core.tokens import derive_token, hash_token
+from survey.core.types import utcnow
+from survey.extensions import db
+from workflows.claims import OPEN, transition
+from workflows.policy import Policy
+
+#: the reviewers a claim needs
+REVIEWER_ROLE = "committee"
+#: answers copied into a claim's details when the questionnaire asks them
+DETAIL_QUESTIONS = ("employer", "role", "business_name", "start_date", "salary_change", "comment")
+
+
+class NoReviewerAvailable(InvalidState):
+    """Not enough committee members may review this claim (conflicts, exclusions)."""
+
+
+def claim_token(nonce: str) -> str:
+    """The secret of a claim's evidence link (/e/<token>), derived like survey links."""
+    return derive_token(current_app.config["SECRET_KEY"], "claim-evidence", nonce)
+
+
+# ---------------------------------------------------------------------- creation
+
+def claimed_outcomes(definition: dict, answers: dict) -> list[str]:
+    """The outcome types the answers claim: options marked ``claim`` that were chosen."""
+    claimed = []
+    for question in definition.get("questions", []):
+        chosen = answers.get(question["id"])
+        chosen = chosen if isinstance(chosen, list) else [chosen]
+        for option in question.get("options", []):
+            outcome = option.get("claim")
+            if outcome in OUTCOME_TYPES and option["value"] in chosen and outcome not in claimed:
+                claimed.append(outcome)
+    return claimed
+
+
+def create_claims(response: Response, stakeholder_id: int) -> list[Claim]:
+    """One claim per claimed outcome of a submitted identified response, with its
+    evidence from the form, and its reviewers."""
+    definition = db.session.get(Campaign, response.campaign_id).questionnaire.definition
+    answers = response.answers or {}
+    details = {key: answers[key] for key in DETAIL_QUESTIONS if answers.get(key) not in (None, "", [])}
+    attribution = answers.get("attribution")
+    claims = []
+    for outcome in claimed_outcomes(definition, answers):
+        nonce = secrets.token_hex(16)
+        claim = Claim(response_id=response.id, campaign_id=response.campaign_id, stakeholder_id=stakeholder_id,
+                      outcome_type=outcome, details=details,
+                      attribution=attribution if isinstance(attribution, int) else None,
+                      token_nonce=nonce, token_hash=hash_token(claim_token(nonce)))
+        db.session.add(claim)
+        db.session.flush()
+        record("claim_created", f"claim:{claim.id}", actor="respondent", to_state="submitted",
+               data={"outcome_type": outcome, "response": str(response.id)})
+        if isinstance(answers.get("evidence_file"), dict):
+            add_file_evidence(claim, answers["evidence_file"], actor="respondent")
+        if answers.get("evidence_link"):
+            add_link_evidence(claim, str(answers["evidence_link"]), actor="respondent")
+        claims.append(claim)
+    for claim in claims:
+        start_review(claim)
+    return claims
+
+
+def start_review(claim: Claim) -> None:
+    """Submitted → in review, with its reviewers."""
+    transition(claim, "in_review", actor="system")
+    assign_reviewers(claim)
+
+
+# ---------------------------------------------------------------------- assignment
+
+def _exclusion_rules() -> list[tuple[str, str | None]]:
+    """REVIEWER_EXCLUSIONS → [(claimant attribute, user field or None for the same attribute)]."""
+    rules = []
+    for item in (current_app.config["REVIEWER_EXCLUSIONS"] or "").split(","):
+        item = item.strip()
+        if item:
+            attribute, _eq, field = item.partition("=")
+            rules.append((attribute.strip(), field.strip() or None))
+    return rules
+
+
+def excluded(user: User, claimant: Stakeholder) -> str | None:
+    """Why ``user`` may not review a claim of ``claimant``, or None."""
+    if user.email.lower() == claimant.email.lower():
+        return "the reviewer is the claimant"
+    for attribute, field in _exclusion_rules():
+        theirs = (claimant.attributes or {}).get(attribute)
+        if theirs in (None, ""):
+            continue
+        if field == "email":
+            mine = user.email
+        elif field:
+            mine = (user.attributes or {}).get(field)
+        else:
+            mine = (user.attributes or {}).get(attribute)
+        if mine not in (None, "") and str(mine).strip().lower() == str(theirs).strip().lower():
+            return f"exclusion rule: {attribute}"
+    return None
+
+
+def eligible_reviewers(claim: Claim) -> list[User]:
+    """Committee members who may review this claim, least loaded first."""
+    load = (
+        select(Review.reviewer_id, func.count(Review.id).label("open"))
+        .join(Claim, Claim.id == Review.claim_id)
+        .where(Review.active.is_(True), Review.verdict.is_(None), Claim.state.in_(tuple(OPEN)))
+        .group_by(Review.reviewer_id).subquery()
+    )
+    conflicted = select(Conflict.user_id).where(Conflict.stakeholder_id == claim.stakeholder_id)
+    already = select(Review.reviewer_id).where(Review.claim_id == claim.id)
+    candidates = db.session.execute(
+        select(User, func.coalesce(load.c.open, 0))
+        .outerjoin(load, load.c.reviewer_id == User.id)
+        .where(User.role == REVIEWER_ROLE, User.active.is_(True),
+               User.id.not_in(conflicted), User.id.not_in(already))
+        .order_by(func.coalesce(load.c.open, 0), User.id)
+    ).all()
+    return [user for user, _open in candidates if excluded(user, claim.claimant) is None]
+
+
+def assign_reviewers(claim: Claim, count: int | None = None, *, actor="system") -> list[Review]:
+    """Give the claim reviewers until it has ``count`` active ones (REVIEWERS_PER_CLAIM)."""
+    wanted = count or current_app.config["REVIEWERS_PER_CLAIM"]
+    active = sum(1 for review in claim.reviews if review.active)
+    added = []
+    for user in eligible_reviewers(claim)[: max(wanted - active, 0)]:
+        review = Review(claim=claim, reviewer_id=user.id, round=_round(claim))
+        db.session.add(review)
+        db.session.flush()
+        record("assignment", f"claim:{claim.id}", actor=actor, data={"reviewer": user.id})
+        added.append(review)
+    if active + len(added) < wanted:
+        current_app.logger.warning("claim %s has %s of %s reviewers", claim.id, active + len(added), wanted)
+    return added
+
+
+def _round(claim: Claim) -> int:
+    return max((review.round for review in claim.reviews), default=1)
+
+
+def reassign(claim: Claim, review: Review, *, chair: User, to: User | None = None) -> Review:
+    """The chair takes a claim from one reviewer and gives it to ``to`` (or the next eligible)."""
+    if review.claim_id != claim.id or not review.active:
+        raise InvalidState("That reviewer is not reviewing this claim.")
+    if claim.state not in OPEN:
+        raise InvalidState("Only a claim under review can be reassigned.")
+    if to is not None:
+        if to.role != REVIEWER_ROLE or not to.active:
+            raise ValidationFailed("Claims go to committee members only.")
+        if to.id not in {u.id for u in eligible_reviewers(claim)}:
+            raise ValidationFailed("That member may not review this claim (claimant, conflict or exclusion).")
+    review.active = False
+    record("unassignment", f"claim:{claim.id}", actor=chair, data={"reviewer": review.reviewer_id})
+    db.session.flush()
+    if to is not None:
+        new = Review(claim=claim, reviewer_id=to.id, round=_round(claim))
+        db.session.add(new)
+        db.session.flush()
+        record("assignment", f"claim:{claim.id}", actor=chair, data={"reviewer": to.id})
+        return new
+    added = assign_reviewers(claim, actor=chair)
+    if not added:
+        raise NoReviewerAvailable("No other committee member may review this claim.")
+    return added[0]
+
+
+# ---------------------------------------------------------------------- votes and decisions
+
+def record_vote(review: Review, verdict: str, comment: str, *, reviewer: User) -> None:
+    """A reviewer's verdict on the claim's current evidence; then the policy decides."""
+    claim = review.claim
+    if review.reviewer_id != reviewer.id or not review.active:
+        raise NotFound("This claim is not in your queue.")
+    if claim.state != "in_review":
+        raise InvalidState(f"This claim is {claim.state}: it takes no vote now.")
+    if review.verdict is not None:
+        raise InvalidState("You have already voted on this claim.")
+    if verdict not in ("approve", "reject", "need_evidence", "abstain"):
+        raise ValidationFailed("Choose approve, reject, need evidence or abstain.", field="verdict")
+    if verdict in ("reject", "need_evidence") and not comment.strip():
+        raise ValidationFailed("Say why, so the respondent and the chair can act on it.", field="comment")
+    review.verdict, review.comment, review.voted_at = verdict, comment.strip(), utcnow()
+    record("vote", f"claim:{claim.id}", actor=reviewer, reason=review.comment,
+           data={"verdict": verdict, "review": review.id})
+    db.session.flush()
+    apply_policy(claim)
+
+
+def apply_policy(claim: Claim) -> str | None:
+    """Decide the claim if its active reviews' verdicts settle it under the policy."""
+    verdicts = [review.verdict for review in claim.reviews if review.active and review.round == _round(claim)]
+    outcome = Policy.configured().outcome(verdicts)
+    if outcome in ("proven", "rejected"):
+        transition(claim, outcome, actor="policy", reason=f"committee votes: {', '.join(sorted(v for v in verdicts if v))}")
+    elif outcome == "needs_evidence":
+        request_evidence(claim)
+    return outcome
+
+
+def awaiting_chair(claim: Claim) -> bool:
+    verdicts = [review.verdict for review in claim.reviews if review.active and review.round == _round(claim)]
+    return claim.state == "in_review" and Policy.configured().outcome(verdicts) == "chair"
+
+
+def declare_conflict(review: Review, reason: str, *, reviewer: User) -> None:
+    """The reviewer steps aside: never assigned this claimant again; the claim is reassigned."""
+    claim = review.claim
+    if review.reviewer_id != reviewer.id or not review.active:
+        raise NotFound("This claim is not in your queue.")
+    review.active = False
+    review.conflict_declared_at = utcnow()
+    if db.session.scalar(select(Conflict.id).where(Conflict.user_id == reviewer.id,
+                                                   Conflict.stakeholder_id == claim.stakeholder_id)) is None:
+        db.session.add(Conflict(user_id=reviewer.id, stakeholder_id=claim.stakeholder_id, reason=reason.strip()))
+    record("conflict", f"claim:{claim.id}", actor=reviewer, reason=reason.strip(), data={"review": review.id})
+    db.session.flush()
+    if claim.state in OPEN:
+        assign_reviewers(claim)
+
+
+def chair_decide(claim: Claim, to: str, reason: str, *, chair: User) -> None:
+    """The chair settles a claim: proven, rejected or inconclusive, with a reason."""
+    if to not in ("proven", "rejected", "inconclusive"):
+        raise ValidationFailed("Decide proven, rejected or inconclusive.", field="decision")
+    if not reason.strip():
+        raise ValidationFailed("A decision by the chair needs a reason.", field="reason")
+    transition(claim, to, actor=chair, reason=reason.strip(), decided_by=chair)
+
+
+def revoke(claim: Claim, reason: str, *, chair: User) -> None:
+    transition(claim, "revoked", actor=chair, reason=reason.strip(), decided_by=chair)
+
+
+def bulk_decide(claims: Iterable[Claim], to: str, reason: str, *, chair: User) -> tuple[int, list[str]]:
+    """Decide many claims at once; each is decided or refused on its own."""
+    done, refused = 0, []
+    for claim in claims:
+        try:
+            with db.session.begin_nested():
+                chair_decide(claim, to, reason, chair=chair)
+            done += 1
+        except (InvalidState, ValidationFailed) as exc:
+            refused.append(f"#{claim.id}: {exc.message}")
+    return done, refused
+
+
+def withdraw(claim: Claim) -> None:
+    """The respondent withdraws their claim."""
+    transition(claim, "withdrawn", actor="respondent", reason="withdrawn by the respondent")
+
+
+# ---------------------------------------------------------------------- evidence
+
+def request_evidence(claim: Claim) -> None:
+    """In review → needs evidence; the respondent is emailed a link to add it."""
+    from survey.mail.models import OutboxMessage
+
+    reasons = [review.comment for review in claim.reviews
+               if review.active and review.verdict == "need_evidence" and review.comment]
+    transition(claim, "needs_evidence", actor="policy", reason=" / ".join(reasons))
+    invitation_id = claim.response.invitation_id
+    if invitation_id is not None:
+        sequence = 1 + (db.session.scalar(
+            select(func.max(OutboxMessage.sequence)).where(OutboxMessage.invitation_id == invitation_id,
+                                                           OutboxMessage.kind == "evidence_request")) or 0)
+        db.session.add(OutboxMessage(invitation_id=invitation_id, kind="evidence_request", sequence=sequence,
+                                     claim_id=claim.id))
+    db.session.flush()
+
+
+def _content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _evidence_added(claim: Claim, evidence: Evidence, actor) -> Evidence:
+    db.session.add(evidence)
+    db.session.flush()
+    record("evidence_added", f"claim:{claim.id}", actor=actor,
+           data={"evidence": evidence.id, "kind": evidence.kind, "sha256": evidence.sha256})
+    if claim.state == "needs_evidence":
+        resume_review(claim)
+    return evidence
+
+
+def add_file_evidence(claim: Claim, stored: dict, *, actor) -> Evidence:
+    """A file already checked and stored by ``respond.uploads.store_upload``."""
+    return _evidence_added(claim, Evidence(
+        claim=claim, kind="file", source="document from the respondent", stored_as=stored["stored_as"],
+        filename=stored.get("filename"), media_type=stored.get("media_type"), size=stored.get("size"),
+        sha256=stored["sha256"]), actor)
+
+
+def add_link_evidence(claim: Claim, url: str, *, actor) -> Evidence:
+    url = url.strip()
+    if not url.lower().startswith(("https://", "http://")) or len(url) > 2000:
+        raise ValidationFailed("Give a web address starting with https://.", field="url")
+    return _evidence_added(claim, Evidence(claim=claim, kind="link", source="public link", url=url,
+                                           sha256=_content_hash(url)), actor)
+
+
+def add_contact_evidence(claim: Claim, contact: str, *, actor) -> Evidence:
+    contact = contact.strip()
+    if not contact or len(contact) > 1000:
+        raise ValidationFailed("Give the contact's name and an email or phone number.", field="contact")
+    return _evidence_added(claim, Evidence(claim=claim, kind="contact", source="employer contact",
+                                           contact=contact, sha256=_content_hash(contact)), actor)
+
+
+def resume_review(claim: Claim) -> None:
+    """New evidence: back to review, a new round in which the same reviewers vote again
+    (their earlier verdicts stay in the audit trail)."""
+    transition(claim, "in_review", actor="respondent", reason="new evidence")
+    new_round = _round(claim) + 1
+    for review in claim.reviews:
+        if review.active:
+            review.verdict = review.voted_at = None
+            review.comment = ""
+            review.round = new_round
+    db.session.flush()
+
+
+def record_download(evidence: Evidence, *, user: User) -> None:
+    record("evidence_downloaded", f"evidence:{evidence.id}", actor=user,
+           data={"claim": evidence.claim_id, "sha256": evidence.sha256})
+
+
+def find_claim_by_token(token: str) -> Claim | None:
+    return db.session.scalar(select(Claim).where(Claim.token_hash == hash_token(token)))
+
+
+def may_see_claim(user: User, claim: Claim) -> bool:
+    """The one rule for reading a claim: chair and auditor see all; a member sees the
+    claims assigned to them (even after voting), never one they declared a conflict on."""
+    if user.role in ("chair", "auditor"):
+        return True
+    if user.role != REVIEWER_ROLE:
+        return False
+    return db.session.scalar(select(Review.id).where(
+        and_(Review.claim_id == claim.id, Review.reviewer_id == user.id, Review.conflict_declared_at.is_(None))
+    ).limit(1)) is not None

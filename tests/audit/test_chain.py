@@ -1,0 +1,101 @@
+"""The audit chain: appended in order, verified from the start, and any edit,
+deletion or insertion is found at the first broken link."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import delete, text, update
+
+from survey.audit.chain import record, verify
+from survey.audit.models import AuditEvent
+from survey.extensions import db
+
+
+def _events(count: int) -> None:
+    for number in range(count):
+        record("transition", f"claim:{number}", actor="system", from_state="submitted", to_state="in_review",
+               reason=f"reason {number}", data={"n": number, "text": "é"})
+    db.session.commit()
+
+
+def _tamper(statement) -> None:
+    """What a database administrator could do: on PostgreSQL only after disabling the
+    trigger that keeps the table append-only."""
+    postgres = db.session.get_bind().dialect.name == "postgresql"
+    if postgres:
+        db.session.execute(text("ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only"))
+    db.session.execute(statement)
+    if postgres:
+        db.session.execute(text("ALTER TABLE audit_events ENABLE TRIGGER audit_events_append_only"))
+    db.session.commit()
+    db.session.expire_all()
+
+
+def test_an_untouched_chain_verifies(app_ctx):
+    _events(7)
+    result = verify(batch=3)  # across several batches
+    assert (result.ok, result.checked, result.broken_id) == (True, 7, None)
+
+
+def test_an_empty_chain_verifies(app_ctx):
+    assert verify().ok
+
+
+@pytest.mark.parametrize("change", [
+    {"reason": "a different reason"},
+    {"to_state": "proven"},
+    {"data": {"n": 3, "text": "é", "extra": 1}},
+    {"actor": "user:1"},
+])
+def test_an_edited_event_is_the_first_broken_link(app_ctx, change):
+    _events(6)
+    _tamper(update(AuditEvent).where(AuditEvent.id == 4).values(**change))
+    result = verify()
+    assert (result.ok, result.broken_id, result.checked) == (False, 4, 3)
+    assert "hash" in result.problem
+
+
+def test_a_deleted_event_is_found(app_ctx):
+    _events(6)
+    _tamper(delete(AuditEvent).where(AuditEvent.id == 3))
+    result = verify()
+    assert (result.ok, result.broken_id) == (False, 3)
+
+
+def test_deleting_the_last_events_is_found_too(app_ctx):
+    _events(6)
+    _tamper(delete(AuditEvent).where(AuditEvent.id >= 5))
+    result = verify()
+    assert not result.ok and result.broken_id == 5
+
+
+def test_postgresql_refuses_to_change_or_delete_an_event(app_ctx):
+    if db.session.get_bind().dialect.name != "postgresql":
+        pytest.skip("the append-only trigger exists on PostgreSQL (the suite also runs there in CI)")
+    _events(2)
+    for statement in (update(AuditEvent).values(reason="x"), delete(AuditEvent)):
+        with pytest.raises(Exception, match="append-only"):
+            db.session.execute(statement)
+        db.session.rollback()
+    assert verify().ok
+
+
+def test_concurrent_appends_never_fork_the_chain(app):
+    def append(worker: int) -> None:
+        with app.app_context():
+            for number in range(10):
+                record("vote", f"claim:{worker}", actor="system", data={"n": number})
+                db.session.commit()
+            db.session.remove()
+
+    with app.app_context():
+        _events(1)
+    threads = [threading.Thread(target=append, args=(worker,)) for worker in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with app.app_context():
+        result = verify()
+        assert (result.ok, result.checked) == (True, 41)

@@ -1,0 +1,50 @@
+"""The claim state machine: one table of allowed transitions, one function that
+applies a transition or refuses it, and writes the audit event. Nothing else
+writes a claim's state.
+"""
+from __future__ import annotations
+
+from survey.audit.chain import record
+from survey.core.errors import InvalidState
+from survey.core.types import utcnow
+
+#: state → the states it may go to (DESIGN.md, "Claim states")
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "submitted": frozenset({"in_review", "withdrawn"}),
+    "in_review": frozenset({"needs_evidence", "proven", "rejected", "inconclusive", "withdrawn"}),
+    "needs_evidence": frozenset({"in_review", "withdrawn"}),
+    "proven": frozenset({"revoked"}),
+    "rejected": frozenset(),
+    "inconclusive": frozenset(),
+    "revoked": frozenset(),
+    "withdrawn": frozenset(),
+}
+
+#: the states that are a decision on the claim
+DECIDED = frozenset({"proven", "rejected", "inconclusive"})
+#: the states in which the committee still has work to do
+OPEN = frozenset({"submitted", "in_review", "needs_evidence"})
+
+
+class ClaimTransitionRefused(InvalidState):
+    """The claim cannot go from its state to the one asked."""
+
+
+def transition(claim, to: str, *, actor, reason: str = "", decided_by=None, data: dict | None = None) -> None:
+    """Move ``claim`` to ``to`` or raise ClaimTransitionRefused; records the audit event."""
+    if to not in TRANSITIONS.get(claim.state, ()):
+        raise ClaimTransitionRefused(
+            f"A claim that is {claim.state} cannot become {to}.", state_from=claim.state, state_to=to)
+    if to == "revoked" and not reason.strip():
+        raise ClaimTransitionRefused("Revoking a proven claim needs a reason.", state_from=claim.state,
+                                     state_to=to)
+    before = claim.state
+    claim.state = to
+    if to in DECIDED:
+        claim.decided_at = utcnow()
+        claim.decided_by_id = getattr(decided_by, "id", None)
+        claim.decision_reason = reason or None
+    elif to == "revoked":
+        claim.revoked_reason = reason
+    record("transition", f"claim:{claim.id}", actor=actor, from_state=before, to_state=to, reason=reason,
+           data=data)
