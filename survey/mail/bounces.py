@@ -405,7 +405,8 @@ def _record_bounce(row: OutboxMessage, failure: Recipient) -> Result:
     if not recorded:
         return Result("bounce", f"already recorded: outbox {row.id} ({address})", outbox_id=row.id)
     dead = means_dead_address(failure.status)
-    if row.kind == "invitation":
+    # A closed campaign's counts are frozen: the late report is kept on the email only.
+    if row.kind == "invitation" and invitation.campaign.status != "closed":
         db.session.execute(
             update(Invitation).where(Invitation.id == invitation.id, Invitation.status.not_in(ENGAGED))
             .values(status="bounced" if dead else "failed")
@@ -501,7 +502,10 @@ class ImapSource:
             if status != "OK":
                 raise imaplib.IMAP4.error(f"cannot open folder {folder!r}: {_text(detail)}")
         except Exception:  # not logged in, or no such folder: hang up before reporting it
-            self.imap.shutdown()
+            try:
+                self.imap.shutdown()
+            except OSError:  # a failed STARTTLS handshake has already closed the socket
+                pass
             raise
 
     def __iter__(self) -> Iterator[tuple[str, bytes]]:
@@ -625,7 +629,9 @@ def _imap_source(host: str, port: int | None, user: str | None, folder: str, sta
     try:
         return ImapSource(host, port, user, password, folder, security)
     except (OSError, imaplib.IMAP4.error) as exc:  # ssl.SSLError is an OSError
-        raise click.ClickException(f"IMAP {host}: {exc}") from exc
+        # imaplib's LOGIN error carries the server's reply as bytes
+        reason = _text(list(exc.args)) if isinstance(exc, imaplib.IMAP4.error) else exc
+        raise click.ClickException(f"IMAP {host}: {reason}") from exc
 
 
 def _is_loopback(host: str) -> bool:

@@ -17,7 +17,7 @@ import pytest
 
 from survey.audiences.models import Stakeholder
 from survey.campaigns import services
-from survey.campaigns.models import Invitation
+from survey.campaigns.models import Campaign, Invitation
 from survey.core.types import utcnow
 from survey.extensions import db
 from survey.mail.addresses import return_path, unsubscribe_mailto
@@ -414,6 +414,22 @@ def test_a_refusal_of_the_email_itself_does_not_suppress_the_address(sent, alumn
     assert after["person"] == (None, None)
     assert services.campaign_counts(campaign_id)["failed"] == 1
     assert second_campaign_people(alumni, monkeypatch) == {ada.person_id, grace.person_id}
+
+
+def test_a_late_bounce_after_the_close_leaves_the_frozen_counts_alone(sent):
+    campaign_id, (ada, _grace) = sent
+    campaign = db.session.get(Campaign, campaign_id)
+    campaign.status, campaign.closed_at = "closed", utcnow()
+    db.session.commit()
+    before = services.campaign_counts(campaign_id)
+
+    ingest(postfix_dsn(ada))
+
+    after = state(ada)
+    assert after["outbox"][0] == "bounced"  # the email's own record still says what happened
+    assert after["invitation"] == ("sent", None)
+    assert after["person"][0] is not None  # and the dead address is still suppressed
+    assert services.campaign_counts(campaign_id) == before
 
 
 def test_ingesting_the_same_report_again_changes_nothing(sent):
