@@ -140,7 +140,7 @@ def _dovecot_config(root: Path, port: int, tls_port: int, cert: Path, key: Path)
         mail_user = pwd.getpwuid(os.geteuid())
         login_user = internal_user = mail_user.pw_name
         home = str(root / "mail" / USER)
-        chroot = ""
+        chroot = "service imap-login {\n  chroot =\n}\nservice anvil {\n  chroot =\n}"  # root only
     (root / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
     for directory in ("run", "state"):
         (root / directory).mkdir()
