@@ -11,6 +11,9 @@ import sqlalchemy as sa
 import survey.core.types
 from sqlalchemy.dialects import postgresql
 
+RESPONDENT_KINDS = ('invitation', 'reminder', 'evidence_request')
+KINDS = RESPONDENT_KINDS + ('review_reminder', 'chair_digest')
+
 # revision identifiers, used by Alembic.
 revision = '469691d0eb41'
 down_revision = '108e6a1d8f59'
@@ -137,12 +140,26 @@ def upgrade():
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.add_column(sa.Column('attributes', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False, server_default=sa.text("'{}'")))
 
+    # The outbox also carries the committee's emails: evidence requests (to a
+    # respondent, about a claim), review reminders (to a reviewer) and chair digests.
     with op.batch_alter_table('outbox_messages', schema=None) as batch_op:
         batch_op.add_column(sa.Column('claim_id', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('review_id', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('user_id', sa.Integer(), nullable=True))
+        batch_op.alter_column('invitation_id', existing_type=sa.Integer(), nullable=True)
         batch_op.create_foreign_key(batch_op.f('fk_outbox_messages_claim_id_claims'), 'claims', ['claim_id'], ['id'])
+        batch_op.create_foreign_key(batch_op.f('fk_outbox_messages_review_id_reviews'), 'reviews', ['review_id'], ['id'])
+        batch_op.create_foreign_key(batch_op.f('fk_outbox_messages_user_id_users'), 'users', ['user_id'], ['id'])
+        batch_op.create_unique_constraint(batch_op.f('uq_outbox_messages_review_id_kind_sequence'), ['review_id', 'kind', 'sequence'])
+        batch_op.create_unique_constraint(batch_op.f('uq_outbox_messages_user_id_kind_sequence'), ['user_id', 'kind', 'sequence'])
         batch_op.drop_constraint(batch_op.f('ck_outbox_messages_kind_known'), type_='check')
-        batch_op.create_check_constraint('kind_known', "kind IN ('invitation', 'reminder', 'evidence_request')")
+        batch_op.create_check_constraint('kind_known', f"kind IN {KINDS!r}")
+        batch_op.create_check_constraint('respondent_has_invitation',
+                                         f"(kind IN {RESPONDENT_KINDS!r}) = (invitation_id IS NOT NULL)")
         batch_op.create_check_constraint('request_has_claim', "(kind = 'evidence_request') = (claim_id IS NOT NULL)")
+        batch_op.create_check_constraint('review_reminder_has_review',
+                                         "(kind = 'review_reminder') = (review_id IS NOT NULL)")
+        batch_op.create_check_constraint('digest_has_user', "(kind = 'chair_digest') = (user_id IS NOT NULL)")
 
     # The trail is append-only in the database too: on PostgreSQL, a trigger refuses
     # UPDATE and DELETE of audit events (SQLite has no roles to enforce it with).
@@ -162,13 +179,18 @@ def downgrade():
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER audit_events_append_only ON audit_events;"
                    "DROP FUNCTION audit_events_append_only();")
-    op.execute("DELETE FROM outbox_messages WHERE kind = 'evidence_request'")
+    op.execute("DELETE FROM outbox_messages WHERE kind NOT IN ('invitation', 'reminder')")
     with op.batch_alter_table('outbox_messages', schema=None) as batch_op:
-        batch_op.drop_constraint(batch_op.f('ck_outbox_messages_request_has_claim'), type_='check')
-        batch_op.drop_constraint(batch_op.f('ck_outbox_messages_kind_known'), type_='check')
+        for name in ('request_has_claim', 'review_reminder_has_review', 'digest_has_user',
+                     'respondent_has_invitation', 'kind_known'):
+            batch_op.drop_constraint(batch_op.f(f'ck_outbox_messages_{name}'), type_='check')
         batch_op.create_check_constraint('kind_known', "kind IN ('invitation', 'reminder')")
-        batch_op.drop_constraint(batch_op.f('fk_outbox_messages_claim_id_claims'), type_='foreignkey')
-        batch_op.drop_column('claim_id')
+        batch_op.drop_constraint(batch_op.f('uq_outbox_messages_review_id_kind_sequence'), type_='unique')
+        batch_op.drop_constraint(batch_op.f('uq_outbox_messages_user_id_kind_sequence'), type_='unique')
+        for column, table in (('claim_id', 'claims'), ('review_id', 'reviews'), ('user_id', 'users')):
+            batch_op.drop_constraint(batch_op.f(f'fk_outbox_messages_{column}_{table}'), type_='foreignkey')
+            batch_op.drop_column(column)
+        batch_op.alter_column('invitation_id', existing_type=sa.Integer(), nullable=False)
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.drop_column('attributes')
 

@@ -53,8 +53,9 @@ class Job:
     """One claimed email, as plain values: recording its outcome needs no ORM object."""
 
     outbox_id: int
-    invitation_id: int
-    stakeholder_id: int
+    #: None for an email to staff
+    invitation_id: int | None
+    stakeholder_id: int | None
     kind: str
     sequence: int
     attempts: int
@@ -172,15 +173,18 @@ def _prepare(ids: list[int]) -> list[Job]:
     now = utcnow()
     rows = db.session.execute(
         select(OutboxMessage, Invitation, Stakeholder, Campaign)
-        .join(Invitation, Invitation.id == OutboxMessage.invitation_id)
-        .join(Stakeholder, Stakeholder.id == Invitation.stakeholder_id)
-        .join(Campaign, Campaign.id == Invitation.campaign_id)
+        .outerjoin(Invitation, Invitation.id == OutboxMessage.invitation_id)
+        .outerjoin(Stakeholder, Stakeholder.id == Invitation.stakeholder_id)
+        .outerjoin(Campaign, Campaign.id == Invitation.campaign_id)
         .where(OutboxMessage.id.in_(ids))
         .order_by(OutboxMessage.id)
     ).all()
     jobs, stopped = [], []
     for message, invitation, person, campaign in rows:
-        reason = _not_wanted(message, invitation, person, campaign, is_accepting_answers(campaign))
+        if invitation is None:  # an email to staff
+            reason = _staff_not_wanted(message)
+        else:
+            reason = _not_wanted(message, invitation, person, campaign, is_accepting_answers(campaign))
         if reason:
             stopped.append({"id": message.id, "status": "cancelled", "lease_until": None,
                             "smtp_reply": f"not sent: {reason}"})
@@ -193,10 +197,12 @@ def _prepare(ids: list[int]) -> list[Job]:
                 continue
         if message.message_id is None:
             message.message_id = make_msgid(domain=mail_domain())
-        job = Job(message.id, invitation.id, person.id, message.kind, message.sequence, message.attempts,
-                  next_gap=gap_before(campaign, message.sequence + 1))
+        job = Job(message.id, getattr(invitation, "id", None), getattr(person, "id", None), message.kind,
+                  message.sequence, message.attempts,
+                  next_gap=gap_before(campaign, message.sequence + 1) if campaign else None)
         try:
-            job.email = build_email(message, invitation, person, campaign)
+            job.email = (build_staff_email(message) if invitation is None
+                         else build_email(message, invitation, person, campaign))
         except (ValueError, LookupError) as exc:
             # One unbuildable row (a local part that is not ASCII needs SMTPUTF8) must
             # not crash the batch, leaving the others to be resent after the lease.
@@ -221,6 +227,53 @@ def _not_wanted(message, invitation, person, campaign, accepting: bool) -> str |
     if message.kind == "reminder" and invitation.completed_at is not None:
         return "the person has already answered"
     return None
+
+
+def _staff_not_wanted(message) -> str | None:
+    from survey.claims.services import REVIEWER_ROLE
+
+    if message.kind == "review_reminder":
+        review = message.review
+        if not review.reviewer.active or review.reviewer.role != REVIEWER_ROLE:
+            return "the reviewer is no longer on the committee"
+        if not review.active or review.verdict is not None or review.claim.state != "in_review":
+            return "the review is no longer waiting"
+        return None
+    if not message.user.active or message.user.role != "chair":
+        return "the user is no longer the chair"
+    return None
+
+
+def build_staff_email(message: OutboxMessage) -> EmailMessage:
+    """A review reminder or the chair's digest, in the service's default language
+    (staff accounts have no language of their own)."""
+    from survey.claims.reminders import chair_digest
+
+    user = message.review.reviewer if message.kind == "review_reminder" else message.user
+    locale = current_app.config["BABEL_DEFAULT_LOCALE"]
+    base = current_app.config["BASE_URL"]
+    with force_locale(locale):
+        if message.kind == "review_reminder":
+            context = {"user": user, "review": message.review, "claim": message.review.claim,
+                       "link": f"{base}/committee/claims/{message.review.claim_id}"}
+            subject = _("A claim is waiting for your review")
+            template = "mail/review_reminder"
+        else:
+            context = {"user": user, "digest": chair_digest(utcnow()), "link": f"{base}/committee/claims"}
+            subject = _("Impact committee: this week's overdue reviews and decisions")
+            template = "mail/chair_digest"
+        text = render_template(f"{template}.txt", **context)
+        html = render_template(f"{template}.html", subject=subject, locale=locale, **context)
+    email = EmailMessage()
+    email["Subject"] = subject
+    email["From"] = current_app.config["MAIL_FROM"]
+    email["To"] = formataddr((user.name or user.email, ascii_address(user.email)))
+    email["Message-ID"] = message.message_id
+    email["Date"] = rfc2822_date(utcnow())
+    email["Auto-Submitted"] = "auto-generated"
+    email.set_content(text)
+    email.add_alternative(html, subtype="html")
+    return email
 
 
 def build_email(message: OutboxMessage, invitation: Invitation, person: Stakeholder,
@@ -465,7 +518,8 @@ def _record(outcomes: list[tuple[Job, Outcome]], now: datetime) -> None:
             update(Invitation).where(Invitation.id.in_(ids), Invitation.status == "queued").values(status=status)
         )
     for stakeholder_id, reply in bounced:
-        suppress_address(stakeholder_id, f"hard bounce: {reply[:150]}")
+        if stakeholder_id is not None:  # a staff address is the admins' business, not a suppression
+            suppress_address(stakeholder_id, f"hard bounce: {reply[:150]}")
 
 
 def _next_reminder(now: datetime, gap: timedelta | None):
