@@ -44,14 +44,20 @@ def create_app(overrides: dict | None = None) -> Flask:
     from survey.accounts.views import bp as accounts_bp
     from survey.api import register_api
     from survey.audiences.views import bp as audiences_bp
+    from survey.audit.views import bp as audit_bp
     from survey.campaigns.views import bp as campaigns_bp
+    from survey.claims.views import bp as evidence_bp
+    from survey.committee.views import bp as committee_bp
     from survey.mail.optout_views import bp as optout_bp
     from survey.mail.views import bp as mail_bp
     from survey.questionnaires.views import bp as questionnaires_bp
     from survey.respond.views import bp as respond_bp
 
-    for bp in (accounts_bp, audiences_bp, campaigns_bp, mail_bp, optout_bp, questionnaires_bp, respond_bp):
+    for bp in (accounts_bp, audiences_bp, campaigns_bp, committee_bp, mail_bp, optout_bp, questionnaires_bp,
+               respond_bp):
         app.register_blueprint(bp)
+    app.register_blueprint(evidence_bp)  # the respondent's /e/<token>
+    app.register_blueprint(audit_bp)
     register_api(app)
 
     from survey.cli import register_cli

@@ -55,9 +55,11 @@ def demo_setup() -> None:
 def register_cli(app: Flask) -> None:
     from survey.accounts.cli import api_keys_cli, users_cli
     from survey.audiences.cli import register as register_audience_cli
+    from survey.audit.cli import audit_cli
     from survey.mail.bounces import bounces_cli
 
     for group in (users_cli, api_keys_cli, questionnaires_cli, demo_cli):
         app.cli.add_command(group)
     register_audience_cli(app)
     app.cli.add_command(bounces_cli)
+    app.cli.add_command(audit_cli)

@@ -13,7 +13,8 @@ from survey.extensions import db
 
 bp = Blueprint("accounts", __name__, template_folder="templates")
 
-HOME_BY_ROLE = {"admin": "campaigns.index"}
+HOME_BY_ROLE = {"admin": "campaigns.index", "committee": "committee.queue", "chair": "committee.claims",
+                "auditor": "committee.claims"}
 
 
 def _home_url() -> str:

@@ -227,19 +227,36 @@ def awaiting_chair(claim: Claim) -> bool:
 
 
 def declare_conflict(review: Review, reason: str, *, reviewer: User) -> None:
-    """The reviewer steps aside: never assigned this claimant again; the claim is reassigned."""
+    """The reviewer steps aside: never assigned this claimant again; the claim is reassigned.
+
+    The conflict is with the person, so the reviewer also steps aside from their other
+    open claims (another outcome of the same answer, an answer to another campaign)."""
     claim = review.claim
     if review.reviewer_id != reviewer.id or not review.active:
         raise NotFound("This claim is not in your queue.")
-    review.active = False
-    review.conflict_declared_at = utcnow()
     if db.session.scalar(select(Conflict.id).where(Conflict.user_id == reviewer.id,
                                                    Conflict.stakeholder_id == claim.stakeholder_id)) is None:
         db.session.add(Conflict(user_id=reviewer.id, stakeholder_id=claim.stakeholder_id, reason=reason.strip()))
-    record("conflict", f"claim:{claim.id}", actor=reviewer, reason=reason.strip(), data={"review": review.id})
+    others = db.session.scalars(
+        select(Review).join(Claim, Claim.id == Review.claim_id)
+        .where(Review.reviewer_id == reviewer.id, Review.active.is_(True), Review.id != review.id,
+               Claim.stakeholder_id == claim.stakeholder_id, Claim.state.in_(tuple(OPEN)))
+        .order_by(Review.id)
+    ).all()
+    now = utcnow()
+    for stepped in (review, *others):
+        stepped.active = False
+        stepped.conflict_declared_at = now
+        record("conflict", f"claim:{stepped.claim_id}", actor=reviewer, reason=reason.strip(),
+               data={"review": stepped.id})
     db.session.flush()
-    if claim.state in OPEN:
-        assign_reviewers(claim)
+    for stepped in (review, *others):
+        if stepped.claim.state in OPEN:
+            assign_reviewers(stepped.claim)
+        if stepped.claim.state == "in_review":
+            # With nobody to take the place, the votes already cast may be complete: the
+            # policy decides now, or the claim would wait in review for a vote that never comes.
+            apply_policy(stepped.claim)
 
 
 def chair_decide(claim: Claim, to: str, reason: str, *, chair: User) -> None:
@@ -292,8 +309,29 @@ def request_evidence(claim: Claim) -> None:
     db.session.flush()
 
 
+def what_the_committee_asked(claim: Claim) -> str:
+    """The reason given when the committee last asked for evidence (its members'
+    requests, joined), never who asked nor how anyone voted."""
+    from survey.audit.models import AuditEvent
+
+    if claim.state != "needs_evidence":
+        return ""
+    return db.session.scalar(
+        select(AuditEvent.reason)
+        .where(AuditEvent.subject == f"claim:{claim.id}", AuditEvent.action == "transition",
+               AuditEvent.to_state == "needs_evidence")
+        .order_by(AuditEvent.id.desc()).limit(1)
+    ) or ""
+
+
 def _content_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _taking_evidence(claim: Claim) -> None:
+    """A decided or withdrawn claim keeps the evidence it was decided on: no more."""
+    if claim.state not in OPEN:
+        raise InvalidState(f"This claim is {claim.state}: it takes no more evidence.")
 
 
 def _evidence_added(claim: Claim, evidence: Evidence, actor) -> Evidence:
@@ -308,6 +346,7 @@ def _evidence_added(claim: Claim, evidence: Evidence, actor) -> Evidence:
 
 def add_file_evidence(claim: Claim, stored: dict, *, actor) -> Evidence:
     """A file already checked and stored by ``respond.uploads.store_upload``."""
+    _taking_evidence(claim)
     return _evidence_added(claim, Evidence(
         claim=claim, kind="file", source="document from the respondent", stored_as=stored["stored_as"],
         filename=stored.get("filename"), media_type=stored.get("media_type"), size=stored.get("size"),
@@ -315,6 +354,7 @@ def add_file_evidence(claim: Claim, stored: dict, *, actor) -> Evidence:
 
 
 def add_link_evidence(claim: Claim, url: str, *, actor) -> Evidence:
+    _taking_evidence(claim)
     url = url.strip()
     if not url.lower().startswith(("https://", "http://")) or len(url) > 2000:
         raise ValidationFailed("Give a web address starting with https://.", field="url")
@@ -323,6 +363,7 @@ def add_link_evidence(claim: Claim, url: str, *, actor) -> Evidence:
 
 
 def add_contact_evidence(claim: Claim, contact: str, *, actor) -> Evidence:
+    _taking_evidence(claim)
     contact = contact.strip()
     if not contact or len(contact) > 1000:
         raise ValidationFailed("Give the contact's name and an email or phone number.", field="contact")
