@@ -103,6 +103,9 @@ class Config:
     POLICY_APPROVALS_TO_PROVE = int(os.environ.get("POLICY_APPROVALS_TO_PROVE", "2"))
     POLICY_REJECTIONS_TO_REJECT = int(os.environ.get("POLICY_REJECTIONS_TO_REJECT", "2"))
     REVIEW_DEADLINE_DAYS = float(os.environ.get("REVIEW_DEADLINE_DAYS", "7"))
+    #: How often beat looks for overdue reviews (seconds); each person still gets at most
+    #: one reminder or digest a week.
+    COMMITTEE_REMINDER_INTERVAL = float(os.environ.get("COMMITTEE_REMINDER_INTERVAL", "3600"))
     #: Reviewer exclusions beyond the claimant and declared conflicts, comma-separated:
     #: "mentor=email" excludes the user whose email is the claimant's "mentor" attribute;
     #: "cohort" excludes users whose "cohort" attribute equals the claimant's.

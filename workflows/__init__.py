@@ -26,6 +26,8 @@ def celery_init_app(app: Flask) -> Celery:
     celery_app.config_from_object(app.config["CELERY"])
     celery_app.conf.beat_schedule = {
         "tick": {"task": "workflows.tasks.tick", "schedule": app.config["BEAT_INTERVAL"]},
+        "committee-reminders": {"task": "workflows.tasks.committee_reminders",
+                                "schedule": app.config["COMMITTEE_REMINDER_INTERVAL"]},
     }
     celery_app.set_default()
     app.extensions["celery"] = celery_app

@@ -33,6 +33,17 @@ def tick() -> None:
         kick_senders()
 
 
+@shared_task(name="workflows.tasks.committee_reminders")
+def committee_reminders() -> None:
+    """Hourly: this week's reminders to reviewers with overdue reviews, and the chair's digest."""
+    from survey.claims.reminders import queue_committee_reminders
+    from survey.core.types import utcnow
+
+    if queue_committee_reminders(utcnow()):
+        db.session.commit()
+        kick_senders()
+
+
 @shared_task(name="workflows.tasks.start_campaign")
 def start_campaign(campaign_id: int) -> None:
     from survey.campaigns.services import start_campaign as start

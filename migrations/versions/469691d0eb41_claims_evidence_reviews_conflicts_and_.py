@@ -12,7 +12,8 @@ import survey.core.types
 from sqlalchemy.dialects import postgresql
 
 RESPONDENT_KINDS = ('invitation', 'reminder', 'evidence_request')
-KINDS = RESPONDENT_KINDS + ('review_reminder', 'chair_digest')
+STAFF_KINDS = ('review_reminder', 'chair_digest')
+KINDS = RESPONDENT_KINDS + STAFF_KINDS
 
 # revision identifiers, used by Alembic.
 revision = '469691d0eb41'
@@ -141,25 +142,20 @@ def upgrade():
         batch_op.add_column(sa.Column('attributes', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False, server_default=sa.text("'{}'")))
 
     # The outbox also carries the committee's emails: evidence requests (to a
-    # respondent, about a claim), review reminders (to a reviewer) and chair digests.
+    # respondent, about a claim), weekly review reminders (to a reviewer) and chair digests.
     with op.batch_alter_table('outbox_messages', schema=None) as batch_op:
         batch_op.add_column(sa.Column('claim_id', sa.Integer(), nullable=True))
-        batch_op.add_column(sa.Column('review_id', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('user_id', sa.Integer(), nullable=True))
         batch_op.alter_column('invitation_id', existing_type=sa.Integer(), nullable=True)
         batch_op.create_foreign_key(batch_op.f('fk_outbox_messages_claim_id_claims'), 'claims', ['claim_id'], ['id'])
-        batch_op.create_foreign_key(batch_op.f('fk_outbox_messages_review_id_reviews'), 'reviews', ['review_id'], ['id'])
         batch_op.create_foreign_key(batch_op.f('fk_outbox_messages_user_id_users'), 'users', ['user_id'], ['id'])
-        batch_op.create_unique_constraint(batch_op.f('uq_outbox_messages_review_id_kind_sequence'), ['review_id', 'kind', 'sequence'])
         batch_op.create_unique_constraint(batch_op.f('uq_outbox_messages_user_id_kind_sequence'), ['user_id', 'kind', 'sequence'])
         batch_op.drop_constraint(batch_op.f('ck_outbox_messages_kind_known'), type_='check')
         batch_op.create_check_constraint('kind_known', f"kind IN {KINDS!r}")
         batch_op.create_check_constraint('respondent_has_invitation',
                                          f"(kind IN {RESPONDENT_KINDS!r}) = (invitation_id IS NOT NULL)")
         batch_op.create_check_constraint('request_has_claim', "(kind = 'evidence_request') = (claim_id IS NOT NULL)")
-        batch_op.create_check_constraint('review_reminder_has_review',
-                                         "(kind = 'review_reminder') = (review_id IS NOT NULL)")
-        batch_op.create_check_constraint('digest_has_user', "(kind = 'chair_digest') = (user_id IS NOT NULL)")
+        batch_op.create_check_constraint('staff_has_user', f"(kind IN {STAFF_KINDS!r}) = (user_id IS NOT NULL)")
 
     # The trail is append-only in the database too: on PostgreSQL, a trigger refuses
     # UPDATE and DELETE of audit events (SQLite has no roles to enforce it with).
@@ -181,13 +177,11 @@ def downgrade():
                    "DROP FUNCTION audit_events_append_only();")
     op.execute("DELETE FROM outbox_messages WHERE kind NOT IN ('invitation', 'reminder')")
     with op.batch_alter_table('outbox_messages', schema=None) as batch_op:
-        for name in ('request_has_claim', 'review_reminder_has_review', 'digest_has_user',
-                     'respondent_has_invitation', 'kind_known'):
+        for name in ('request_has_claim', 'staff_has_user', 'respondent_has_invitation', 'kind_known'):
             batch_op.drop_constraint(batch_op.f(f'ck_outbox_messages_{name}'), type_='check')
         batch_op.create_check_constraint('kind_known', "kind IN ('invitation', 'reminder')")
-        batch_op.drop_constraint(batch_op.f('uq_outbox_messages_review_id_kind_sequence'), type_='unique')
         batch_op.drop_constraint(batch_op.f('uq_outbox_messages_user_id_kind_sequence'), type_='unique')
-        for column, table in (('claim_id', 'claims'), ('review_id', 'reviews'), ('user_id', 'users')):
+        for column, table in (('claim_id', 'claims'), ('user_id', 'users')):
             batch_op.drop_constraint(batch_op.f(f'fk_outbox_messages_{column}_{table}'), type_='foreignkey')
             batch_op.drop_column(column)
         batch_op.alter_column('invitation_id', existing_type=sa.Integer(), nullable=False)

@@ -13,12 +13,12 @@ from survey.extensions import db
 
 if TYPE_CHECKING:
     from survey.accounts.models import User
-    from survey.claims.models import Claim, Review
+    from survey.claims.models import Claim
 
 OUTBOX_STATUSES = ("queued", "sending", "sent", "failed", "cancelled", "bounced")
 #: emails to respondents, tied to their invitation
 RESPONDENT_KINDS = ("invitation", "reminder", "evidence_request")
-#: emails to staff: a reminder of an overdue review, the chair's weekly digest
+#: emails to staff: a reviewer's weekly reminder of overdue reviews, the chair's weekly digest
 STAFF_KINDS = ("review_reminder", "chair_digest")
 OUTBOX_KINDS = RESPONDENT_KINDS + STAFF_KINDS
 
@@ -27,14 +27,12 @@ class OutboxMessage(db.Model):
     __tablename__ = "outbox_messages"
     __table_args__ = (
         UniqueConstraint("invitation_id", "kind", "sequence"),
-        UniqueConstraint("review_id", "kind", "sequence"),
         UniqueConstraint("user_id", "kind", "sequence"),
         CheckConstraint(f"status IN {OUTBOX_STATUSES!r}", name="status_known"),
         CheckConstraint(f"kind IN {OUTBOX_KINDS!r}", name="kind_known"),
         CheckConstraint(f"(kind IN {RESPONDENT_KINDS!r}) = (invitation_id IS NOT NULL)", name="respondent_has_invitation"),
         CheckConstraint("(kind = 'evidence_request') = (claim_id IS NOT NULL)", name="request_has_claim"),
-        CheckConstraint("(kind = 'review_reminder') = (review_id IS NOT NULL)", name="review_reminder_has_review"),
-        CheckConstraint("(kind = 'chair_digest') = (user_id IS NOT NULL)", name="digest_has_user"),
+        CheckConstraint(f"(kind IN {STAFF_KINDS!r}) = (user_id IS NOT NULL)", name="staff_has_user"),
         CheckConstraint("status <> 'sending' OR lease_until IS NOT NULL", name="sending_has_lease"),
         CheckConstraint("status <> 'sent' OR sent_at IS NOT NULL", name="sent_has_time"),
         Index("ix_outbox_messages_status_next_attempt_at", "status", "next_attempt_at"),
@@ -48,11 +46,9 @@ class OutboxMessage(db.Model):
     kind: Mapped[str] = mapped_column(String(20))
     #: the claim an evidence request is about
     claim_id: Mapped[int | None] = mapped_column(ForeignKey("claims.id"))
-    #: the overdue review a review reminder is about
-    review_id: Mapped[int | None] = mapped_column(ForeignKey("reviews.id"))
-    #: the chair a digest goes to
+    #: the staff member a review reminder or a digest goes to
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    #: 0 for the invitation; 1, 2… for reminders; the ISO week (2026 * 100 + 48) for a digest
+    #: 0 for the invitation; 1, 2… for reminders; the ISO week (2026 * 100 + 48) for staff emails
     sequence: Mapped[int] = mapped_column(default=0)
     #: queued → sending → sent | failed; cancelled when no longer wanted;
     #: sent → bounced when a delivery status notification comes back
@@ -73,5 +69,4 @@ class OutboxMessage(db.Model):
 
     invitation: Mapped[Invitation | None] = relationship()
     claim: Mapped[Claim | None] = relationship()
-    review: Mapped[Review | None] = relationship()
     user: Mapped[User | None] = relationship()

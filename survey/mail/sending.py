@@ -230,36 +230,40 @@ def _not_wanted(message, invitation, person, campaign, accepting: bool) -> str |
 
 
 def _staff_not_wanted(message) -> str | None:
+    from survey.claims.reminders import chair_digest, overdue_reviews
     from survey.claims.services import REVIEWER_ROLE
 
+    user = message.user
+    wanted_role = REVIEWER_ROLE if message.kind == "review_reminder" else "chair"
+    if not user.active or user.role != wanted_role:
+        return f"the user is no longer {wanted_role}"
+    # Checked again now: reviews voted or digests emptied since queueing send nothing.
     if message.kind == "review_reminder":
-        review = message.review
-        if not review.reviewer.active or review.reviewer.role != REVIEWER_ROLE:
-            return "the reviewer is no longer on the committee"
-        if not review.active or review.verdict is not None or review.claim.state != "in_review":
-            return "the review is no longer waiting"
-        return None
-    if not message.user.active or message.user.role != "chair":
-        return "the user is no longer the chair"
+        if not any(item.reviewer.id == user.id for item in overdue_reviews(utcnow())):
+            return "no review is overdue any more"
+    elif chair_digest(utcnow()).empty:
+        return "nothing waits for the chair any more"
     return None
 
 
 def build_staff_email(message: OutboxMessage) -> EmailMessage:
-    """A review reminder or the chair's digest, in the service's default language
-    (staff accounts have no language of their own)."""
-    from survey.claims.reminders import chair_digest
+    """A reviewer's overdue reviews or the chair's digest, in the service's default
+    language (staff accounts have no language of their own)."""
+    from survey.claims.reminders import chair_digest, overdue_reviews
 
-    user = message.review.reviewer if message.kind == "review_reminder" else message.user
+    user = message.user
     locale = current_app.config["BABEL_DEFAULT_LOCALE"]
     base = current_app.config["BASE_URL"]
+    now = utcnow()
     with force_locale(locale):
         if message.kind == "review_reminder":
-            context = {"user": user, "review": message.review, "claim": message.review.claim,
-                       "link": f"{base}/committee/claims/{message.review.claim_id}"}
-            subject = _("A claim is waiting for your review")
+            mine = next(item for item in overdue_reviews(now) if item.reviewer.id == user.id)
+            context = {"user": user, "reviews": mine.reviews, "base": base,
+                       "deadline": current_app.config["REVIEW_DEADLINE_DAYS"]}
+            subject = _("Impact committee: %(count)s claims wait for your review", count=len(mine.reviews))
             template = "mail/review_reminder"
         else:
-            context = {"user": user, "digest": chair_digest(utcnow()), "link": f"{base}/committee/claims"}
+            context = {"user": user, "digest": chair_digest(now), "base": base}
             subject = _("Impact committee: this week's overdue reviews and decisions")
             template = "mail/chair_digest"
         text = render_template(f"{template}.txt", **context)
@@ -269,7 +273,7 @@ def build_staff_email(message: OutboxMessage) -> EmailMessage:
     email["From"] = current_app.config["MAIL_FROM"]
     email["To"] = formataddr((user.name or user.email, ascii_address(user.email)))
     email["Message-ID"] = message.message_id
-    email["Date"] = rfc2822_date(utcnow())
+    email["Date"] = rfc2822_date(now)
     email["Auto-Submitted"] = "auto-generated"
     email.set_content(text)
     email.add_alternative(html, subtype="html")
@@ -308,12 +312,12 @@ def build_email(message: OutboxMessage, invitation: Invitation, person: Stakehol
 def _evidence_request_email(message, invitation, person, campaign) -> EmailMessage:
     """The committee asks the respondent for more evidence about one claim."""
     from survey.campaigns.services import unsubscribe_token
-    from survey.claims.services import claim_token
+    from survey.claims.services import claim_token, what_the_committee_asked
 
     locale = person.locale
     claim = message.claim
     opt_out_token = unsubscribe_token(invitation.token_nonce)
-    context = {"person": person, "claim": claim, "reason": claim.decision_reason or "",
+    context = {"person": person, "claim": claim, "reason": what_the_committee_asked(claim),
                "link": f"{current_app.config['BASE_URL']}/e/{claim_token(claim.token_nonce)}",
                "unsubscribe_link": unsubscribe_link(opt_out_token),
                "title": campaign.questionnaire.title(locale)}
