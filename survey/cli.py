@@ -41,13 +41,15 @@ def load_builtins() -> None:
 @demo_cli.command("setup")
 def demo_setup() -> None:
     """Demo admin, built-in questionnaires and demo audience; safe to run again."""
-    from survey.demo.services import set_up_demo
+    from survey.demo.services import DEMO_STAFF, set_up_demo
 
     email, password = set_up_demo(Path(current_app.instance_path) / "demo_admin_password")
     base = current_app.config["BASE_URL"]
     click.echo("")
     click.echo(f"  Attest is starting on {base}")
     click.echo(f"  Log in as {email} with password {password or '(set earlier; see instance/)'}")
+    staff = ", ".join(f"{address} ({role})" for address, role, _name in DEMO_STAFF)
+    click.echo(f"  Same password for the committee demo: {staff}")
     click.echo(f"  Caught emails: {base}/admin/mail/")
     click.echo("")
 
