@@ -36,7 +36,7 @@ def broker_settings() -> dict:
         return {"broker_url": url, "broker_transport_options": {}}
     folder = INSTANCE_DIR / "broker"
     return {
-        "broker_url": "filesystem://",
+        "broker_url": "attestfs://",  # workflows.broker: the filesystem transport, atomic writes
         "broker_transport_options": {
             "data_folder_in": str(folder),
             "data_folder_out": str(folder),

@@ -10,6 +10,8 @@ from pathlib import Path
 from celery import Celery, Task
 from flask import Flask
 
+import workflows.broker  # noqa: F401  (registers the embedded default's broker scheme)
+
 
 def celery_init_app(app: Flask) -> Celery:
     class FlaskTask(Task):

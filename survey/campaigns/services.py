@@ -195,14 +195,20 @@ def start_campaign(campaign_id: int) -> bool:
     Everything happens in one transaction, so a worker killed half-way leaves the
     campaign scheduled and the next attempt starts clean. Returns whether it started.
     """
-    campaign = db.session.scalar(
-        select(Campaign).where(Campaign.id == campaign_id).with_for_update()
-    )
-    if campaign is None or campaign.status != "scheduled" or campaign.send_at > utcnow():
-        return False
-    if campaign.closes_at <= utcnow():  # started too late (workers down): never invite to a closed survey
-        return False
     now = utcnow()
+    # The conditional UPDATE is the lock, on SQLite as on PostgreSQL: of two workers
+    # starting the same campaign, the second waits, then matches nothing.
+    # (A campaign whose closing time passed while workers were down is never started.)
+    claimed = db.session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.status == "scheduled", Campaign.send_at <= now,
+               Campaign.closes_at > now)
+        .values(sending_started_at=now)
+    ).rowcount
+    if claimed != 1:
+        return False
+    campaign = db.session.get(Campaign, campaign_id)
+    db.session.refresh(campaign)
     last_id = 0
     base = audience_query(campaign).order_by(Stakeholder.id).limit(INSERT_CHUNK)
     while True:
