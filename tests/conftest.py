@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from flask.testing import FlaskClient
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -86,6 +87,19 @@ def app():
             conn.execute(f'DROP DATABASE IF EXISTS "{_pg_dbname}" WITH (FORCE)')
 
 
+def wipe_tables() -> None:
+    """Empty every table (the schema stays, as migrated). Needs an app context."""
+    db.session.remove()
+    with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # TRUNCATE, not DELETE: the audit trail's trigger refuses deletes, by design.
+            names = ", ".join(f'"{table.name}"' for table in db.metadata.sorted_tables)
+            conn.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+        else:
+            for table in reversed(db.metadata.sorted_tables):
+                conn.execute(table.delete())
+
+
 @pytest.fixture(autouse=True)
 def _clean_tables(request):
     """Each test starts from an empty (migrated) schema."""
@@ -94,15 +108,7 @@ def _clean_tables(request):
         return
     app = request.getfixturevalue("app")
     with app.app_context():
-        db.session.remove()
-        with db.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                # TRUNCATE, not DELETE: the audit trail's trigger refuses deletes, by design.
-                names = ", ".join(f'"{table.name}"' for table in db.metadata.sorted_tables)
-                conn.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
-            else:
-                for table in reversed(db.metadata.sorted_tables):
-                    conn.execute(table.delete())
+        wipe_tables()
 
 
 @pytest.fixture
@@ -110,6 +116,23 @@ def app_ctx(app):
     with app.app_context():
         yield app
         db.session.remove()
+
+
+class IsolatedClient(FlaskClient):
+    """Each request in its own app context, as behind a real WSGI server: nothing cached
+    in ``flask.g`` (Flask-Login's user, the CSRF token, Babel's locale) carries over."""
+
+    def open(self, *args, **kwargs):
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
+
+
+@pytest.fixture
+def english_client(app, app_ctx):
+    """An isolated test client reading pages in English."""
+    client = IsolatedClient(app, app.response_class, use_cookies=True)
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    return client
 
 
 @pytest.fixture

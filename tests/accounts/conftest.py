@@ -9,18 +9,9 @@ behind a real WSGI server.
 from __future__ import annotations
 
 import pytest
-from flask.testing import FlaskClient
-
-
-class IsolatedClient(FlaskClient):
-    def open(self, *args, **kwargs):
-        with self.application.app_context():
-            return super().open(*args, **kwargs)
 
 
 @pytest.fixture
-def client(app, app_ctx):
+def client(english_client):
     """A test client whose requests are as isolated as real ones, reading pages in English."""
-    client = IsolatedClient(app, app.response_class, use_cookies=True)
-    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
-    return client
+    return english_client

@@ -1,6 +1,6 @@
 import pytest
 
-from tests.accounts.conftest import IsolatedClient
+from tests.conftest import IsolatedClient
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import json
 import re
 
 import pytest
-from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
 from survey.audit.chain import record, verify
@@ -15,19 +14,9 @@ from survey.extensions import db
 from tests.audit.test_chain import _tamper
 
 
-class IsolatedClient(FlaskClient):
-    """Each request in its own app context, as behind a real server (no user cached in g)."""
-
-    def open(self, *args, **kwargs):
-        with self.application.app_context():
-            return super().open(*args, **kwargs)
-
-
 @pytest.fixture
-def client(app, app_ctx):
-    client = IsolatedClient(app, app.response_class, use_cookies=True)
-    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
-    return client
+def client(english_client):
+    return english_client
 
 
 def _events(count: int, subject=lambda n: f"claim:{n % 3}", action=lambda n: "vote" if n % 2 else "transition"):

@@ -12,7 +12,7 @@ from survey.audiences.models import Stakeholder
 from survey.campaigns.models import Campaign
 from survey.extensions import db
 from survey.mail.models import OutboxMessage
-from tests.accounts.conftest import IsolatedClient
+from tests.conftest import IsolatedClient
 from tests.campaigns.helpers import invitations, make_campaign, now, outbox, started_campaign
 from tests.factories import PASSWORD, csrf_token
 

@@ -39,6 +39,7 @@ from survey.claims import services
 from survey.claims.models import CLAIM_STATES, OUTCOME_TYPES, Claim, Conflict, Review
 from survey.core.errors import InvalidState, NotFound, ValidationFailed
 from survey.extensions import db
+from tests.conftest import wipe_tables
 from survey.questionnaires.services import add_questionnaire, builtin_definitions
 from survey.respond import services as respond
 from workflows.claims import OPEN, TRANSITIONS
@@ -49,19 +50,6 @@ pytestmark = pytest.mark.timeout(600)  # a failing walk shrinks for up to 300 s 
 VERDICTS = st.sampled_from(["approve", "approve", "reject", "need_evidence", "abstain"])
 COMMENTS = st.sampled_from(["", "the payslip does not name the employer"])
 PICK = st.integers(min_value=0, max_value=1000)
-
-
-def wipe_tables() -> None:
-    """What tests/conftest.py's _clean_tables does after each test, between examples here."""
-    db.session.remove()
-    with db.engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            # TRUNCATE, not DELETE: the audit trail's trigger refuses deletes, by design.
-            names = ", ".join(f'"{table.name}"' for table in db.metadata.sorted_tables)
-            conn.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
-        else:
-            for table in reversed(db.metadata.sorted_tables):
-                conn.execute(table.delete())
 
 
 def commit() -> None:

@@ -14,7 +14,7 @@ from survey.claims.models import Claim
 from survey.extensions import db
 from survey.respond.services import submit_response
 from survey.respond.uploads import store_upload
-from tests.accounts.conftest import IsolatedClient
+from tests.conftest import IsolatedClient
 from tests.campaigns.helpers import started_campaign
 from tests.factories import PASSWORD
 
