@@ -19,7 +19,7 @@ from survey.audiences.models import Stakeholder
 from survey.audit.chain import record
 from survey.campaigns.models import Campaign, Response
 from survey.claims.models import OUTCOME_TYPES, Claim, Conflict, Evidence, Review
-from survey.core.errors import InvalidState, NotFound, ValidationFailed
+from survey.core.errors import InvalidState, NotFound, PermissionDenied, ValidationFailed
 from survey.core.tokens import derive_token, hash_token
 from survey.core.types import utcnow
 from survey.extensions import db
@@ -162,8 +162,15 @@ def _round(claim: Claim) -> int:
     return max((review.round for review in claim.reviews), default=1)
 
 
+def _require_chair(user: User) -> None:
+    """The chair's powers are checked here too, not only by the views that call them."""
+    if getattr(user, "role", None) != "chair" or not user.active:
+        raise PermissionDenied("Only the committee chair may do this.")
+
+
 def reassign(claim: Claim, review: Review, *, chair: User, to: User | None = None) -> Review:
     """The chair takes a claim from one reviewer and gives it to ``to`` (or the next eligible)."""
+    _require_chair(chair)
     if review.claim_id != claim.id or not review.active:
         raise InvalidState("That reviewer is not reviewing this claim.")
     if claim.state not in OPEN:
@@ -261,6 +268,7 @@ def declare_conflict(review: Review, reason: str, *, reviewer: User) -> None:
 
 def chair_decide(claim: Claim, to: str, reason: str, *, chair: User) -> None:
     """The chair settles a claim: proven, rejected or inconclusive, with a reason."""
+    _require_chair(chair)
     if to not in ("proven", "rejected", "inconclusive"):
         raise ValidationFailed("Decide proven, rejected or inconclusive.", field="decision")
     if not reason.strip():
@@ -269,11 +277,13 @@ def chair_decide(claim: Claim, to: str, reason: str, *, chair: User) -> None:
 
 
 def revoke(claim: Claim, reason: str, *, chair: User) -> None:
+    _require_chair(chair)
     transition(claim, "revoked", actor=chair, reason=reason.strip(), decided_by=chair)
 
 
 def bulk_decide(claims: Iterable[Claim], to: str, reason: str, *, chair: User) -> tuple[int, list[str]]:
     """Decide many claims at once; each is decided or refused on its own."""
+    _require_chair(chair)
     done, refused = 0, []
     for claim in claims:
         try:

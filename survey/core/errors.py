@@ -16,6 +16,12 @@ class NotFound(ServiceError):
     status = 404
 
 
+class PermissionDenied(ServiceError):
+    """The acting user's role may not do this, whatever the view let through."""
+
+    status = 403
+
+
 class InvalidState(ServiceError):
     """The object is not in a state that allows the operation."""
 

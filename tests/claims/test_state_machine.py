@@ -78,3 +78,18 @@ def test_the_policy_is_configurable():
     assert strict.outcome(["approve", "approve", "approve"]) == "proven"
     assert strict.outcome(["approve", "approve", "abstain"]) == "chair"
     assert strict.outcome(["reject", None, None]) == "rejected"
+
+
+@pytest.mark.parametrize("role", ["committee", "admin", "auditor"])
+def test_only_the_chair_holds_the_chairs_powers_even_outside_the_views(app_ctx, role):
+    from survey.accounts.models import User
+    from survey.claims import services
+    from survey.core.errors import PermissionDenied
+
+    claim, user = Claim(id=1, state="proven"), User(id=9, role=role, active=True, email="x@example.org")
+    for call in (lambda: services.chair_decide(claim, "rejected", "because", chair=user),
+                 lambda: services.revoke(claim, "because", chair=user),
+                 lambda: services.bulk_decide([claim], "rejected", "because", chair=user)):
+        with pytest.raises(PermissionDenied):
+            call()
+    assert claim.state == "proven"
