@@ -1,0 +1,1 @@
+"""The impact report: figures from SQL aggregates, honest statistics, traceable proof."""
