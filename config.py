@@ -111,6 +111,9 @@ class Config:
     #: "cohort" excludes users whose "cohort" attribute equals the claimant's.
     REVIEWER_EXCLUSIONS = os.environ.get("REVIEWER_EXCLUSIONS", "mentor=email")
 
+    #: The impact report never shows a group of fewer people than this.
+    REPORT_MIN_GROUP = int(os.environ.get("REPORT_MIN_GROUP", "5"))
+
     CELERY = {
         **broker_settings(),
         "task_ignore_result": True,

@@ -7,9 +7,10 @@ from survey.extensions import api, csrf
 
 
 def register_api(app: Flask) -> None:
+    from survey.api.reports import reports
     from survey.api.routes import audiences, campaigns, questionnaires
 
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
-    for blueprint in (questionnaires, audiences, campaigns):
+    for blueprint in (questionnaires, audiences, campaigns, reports):
         csrf.exempt(blueprint)  # bearer keys, no cookies: nothing to forge
         api.register_blueprint(blueprint)

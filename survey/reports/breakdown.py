@@ -1,0 +1,70 @@
+"""Figures per group (programme, cohort, any imported attribute), with small groups
+suppressed.
+
+A group of fewer than the threshold people (REPORT_MIN_GROUP, default 5) is never
+shown. Hiding one group is not enough when the total is shown: the total minus
+the visible groups would give it back. So when exactly one group is hidden, the
+next smallest is hidden with it (complementary suppression), and no hidden
+cell can be worked out by subtraction.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import case, distinct, func, select
+
+from survey.audiences.models import Stakeholder
+from survey.campaigns.models import Invitation
+from survey.claims.models import Claim
+from survey.extensions import db
+
+#: the label of people whose file gave no value for the attribute
+NOT_GIVEN = "(not given)"
+
+
+@dataclass
+class Group:
+    value: str
+    invited: int
+    responded: int
+    proven_people: int
+    #: "small" (under the threshold) or "complementary" (hidden so "small" cannot be derived)
+    suppressed: str | None = None
+
+    def as_dict(self) -> dict:
+        if self.suppressed:
+            return {"value": self.value, "suppressed": self.suppressed}
+        return {"value": self.value, "invited": self.invited, "responded": self.responded,
+                "proven_people": self.proven_people}
+
+
+def breakdown(campaign_ids: list[int], attribute: str, threshold: int | None = None) -> list[Group]:
+    """Invited, responded and people with a proven outcome per value of ``attribute``."""
+    threshold = threshold or current_app.config["REPORT_MIN_GROUP"]
+    value = func.coalesce(Stakeholder.attributes[attribute].as_string(), NOT_GIVEN)
+    proven = (select(Claim.stakeholder_id)
+              .where(Claim.campaign_id.in_(campaign_ids), Claim.state == "proven").distinct())
+    rows = db.session.execute(
+        select(value, func.count(Invitation.id), func.count(Invitation.completed_at),
+               func.count(distinct(case((Invitation.stakeholder_id.in_(proven), Invitation.stakeholder_id)))))
+        .join(Stakeholder, Stakeholder.id == Invitation.stakeholder_id)
+        .where(Invitation.campaign_id.in_(campaign_ids))
+        .group_by(value)
+        .order_by(value)
+    ).all()
+    groups = [Group(str(v), int(i), int(r), int(p)) for v, i, r, p in rows]
+    return suppress(groups, threshold)
+
+
+def suppress(groups: list[Group], threshold: int) -> list[Group]:
+    """Hide groups under ``threshold``; if that hides exactly one, hide the next smallest too."""
+    for group in groups:
+        if group.invited < threshold:
+            group.suppressed = "small"
+    hidden = [g for g in groups if g.suppressed]
+    if len(hidden) == 1:
+        shown = sorted((g for g in groups if not g.suppressed), key=lambda g: (g.invited, g.value))
+        if shown:
+            shown[0].suppressed = "complementary"
+    return groups
