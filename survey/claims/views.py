@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, flash, g, redirect, render_template, session, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
@@ -26,6 +26,7 @@ from survey.claims import services
 from survey.claims.models import Claim
 from survey.core.errors import ValidationFailed
 from survey.extensions import db
+from survey.respond.token_pages import link_does_not_work, protect_token_pages, speak_to
 from survey.respond.uploads import store_upload
 from workflows.claims import OPEN
 
@@ -88,12 +89,7 @@ class ContactEvidenceForm(FlaskForm):
                                         Length(max=1000)])
 
 
-@bp.after_request
-def no_referrer(response):
-    # The token is in the URL: never leak it through Referer, never keep the page in a cache.
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["Cache-Control"] = "no-store"
-    return response
+protect_token_pages(bp)
 
 
 def _load(token: str) -> Claim | None:
@@ -102,17 +98,13 @@ def _load(token: str) -> Claim | None:
     if not TOKEN.fullmatch(token or ""):
         return None
     claim = services.find_claim_by_token(token)
-    if claim is not None and "lang" not in session:
-        g.locale = claim.claimant.locale
+    if claim is not None:
+        speak_to(claim.claimant)
     return claim
 
 
 def _not_found():
-    return render_template(
-        "respond/message.html", title=_("This link does not work"),
-        message=_("The link may be incomplete or mistyped. Copy the whole link from your email, "
-                  "or reply to that email to ask for a new one."),
-    ), 404
+    return link_does_not_work()
 
 
 def _closed(claim: Claim):

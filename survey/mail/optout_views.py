@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, flash, g, redirect, render_template, session, url_for
+from flask import Blueprint, flash, redirect, render_template, url_for
 from flask_babel import get_locale, gettext as _
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -32,6 +32,7 @@ from survey.campaigns.models import Invitation
 from survey.core.tokens import hash_token
 from survey.extensions import csrf, db
 from survey.mail.suppression import OPTED_OUT, opt_in, opt_out
+from survey.respond.token_pages import link_does_not_work, protect_token_pages, speak_to
 
 bp = Blueprint("optout", __name__, template_folder="templates")
 
@@ -47,12 +48,7 @@ class ChoiceForm(FlaskForm):
     scope = HiddenField(validators=[InputRequired(), AnyOf((ALL, SURVEY))])
 
 
-@bp.after_request
-def no_referrer(response):
-    # The token is in the URL: never leak it through Referer, never keep the page in a cache.
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["Cache-Control"] = "no-store"
-    return response
+protect_token_pages(bp)
 
 
 def find_invitation(token: str) -> Invitation | None:
@@ -66,17 +62,14 @@ def _load(token: str) -> Invitation | None:
     """The invitation of this token, with the page in the person's language
     (unless they chose one on this site)."""
     invitation = find_invitation(token)
-    if invitation is not None and "lang" not in session:
-        g.locale = invitation.stakeholder.locale
+    if invitation is not None:
+        speak_to(invitation.stakeholder)
     return invitation
 
 
 def _not_found():
-    return render_template(
-        "respond/message.html", title=_("This link does not work"),
-        message=_("The link may be incomplete or mistyped. Copy the whole link from your email, "
-                  "or reply to that email and ask us to stop writing to you."),
-    ), 404
+    return link_does_not_work(_("The link may be incomplete or mistyped. Copy the whole link from your "
+                                "email, or reply to that email and ask us to stop writing to you."))
 
 
 def _state(invitation: Invitation) -> dict:

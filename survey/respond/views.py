@@ -2,7 +2,7 @@
 beyond the CSRF session."""
 from __future__ import annotations
 
-from flask import Blueprint, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, redirect, render_template, request, url_for
 from flask_babel import get_locale, gettext as _
 
 from survey.campaigns.services import unsubscribe_token
@@ -10,17 +10,13 @@ from survey.extensions import db
 from survey.respond import services
 from survey.core.errors import ValidationFailed
 from survey.respond.forms import build_form, extract_answers
+from survey.respond.token_pages import link_does_not_work, protect_token_pages, speak_to
 from survey.respond.uploads import attach_files
 
 bp = Blueprint("respond", __name__, template_folder="templates")
 
 
-@bp.after_request
-def no_referrer(response):
-    # The token is in the URL: never leak it to another site through Referer.
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["Cache-Control"] = "no-store"
-    return response
+protect_token_pages(bp)
 
 
 def _page(template: str, status: int = 200, **context):
@@ -40,12 +36,9 @@ def _already_answered():
 def survey(token: str):
     invitation = services.find_invitation(token)
     if invitation is None:
-        return _message(404, _("This link does not work"),
-                        _("The link may be incomplete or mistyped. Copy the whole link from "
-                          "your email, or reply to that email to ask for a new one."))
+        return link_does_not_work()
     person = invitation.stakeholder
-    if "lang" not in session:
-        g.locale = person.locale
+    speak_to(person)
     campaign = invitation.campaign
     try:
         services.check_open(invitation)
