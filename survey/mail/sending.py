@@ -2,8 +2,9 @@
 connection, record each server reply as soon as it comes.
 
 A row is claimed by setting it to ``sending`` with a lease (``FOR UPDATE SKIP
-LOCKED`` on PostgreSQL, so concurrent workers never take the same row); a worker
-that dies leaves its rows to ``release_expired_leases``. Each reply is committed
+LOCKED`` on PostgreSQL, so concurrent workers never take the same row), renewed
+while the worker sends; a worker that dies leaves its rows to ``release_expired_leases``,
+and one that stalled past its lease leaves alone the rows another worker took since. Each reply is committed
 right after the server gives it (every DISPATCH_MARK_EVERY emails, 1 by default),
 so a worker killed mid-batch resends at most the email in flight, and with the
 Message-ID stored before the first attempt, a resend is the same email: exactly
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import re
 import smtplib
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,8 +32,9 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_datetime
 from flask import current_app, render_template
-from flask_babel import force_locale, gettext as _
-from sqlalchemy import case, exists, select, update
+from flask_babel import force_locale
+from flask_babel import gettext as _
+from sqlalchemy import case, exists, select, tuple_, update
 
 from survey.audiences.models import Stakeholder
 from survey.campaigns.models import Campaign, Invitation
@@ -40,6 +43,7 @@ from survey.extensions import db
 from survey.mail.addresses import mail_domain, return_path, unsubscribe_mailto
 from survey.mail.models import OutboxMessage
 from survey.mail.suppression import means_dead_address, suppress_address
+
 
 @dataclass
 class Outcome:
@@ -159,7 +163,7 @@ def _send(ids: list[int]) -> int:
         return 0
     jobs = _prepare(ids)
     recorder = _Recorder(current_app.config["DISPATCH_MARK_EVERY"])
-    _deliver(jobs, recorder.add)
+    _deliver(jobs, recorder.add, _Lease(jobs).holds)
     recorder.flush()
     return len(ids)
 
@@ -364,9 +368,10 @@ def _connect() -> smtplib.SMTP:
     return smtp
 
 
-def _deliver(jobs: list[Job], record) -> None:
+def _deliver(jobs: list[Job], record, holds=lambda job: True) -> None:
     """Send each email on one connection, calling ``record(job, outcome)`` after each;
-    reconnect once if the server drops us.
+    reconnect once if the server drops us. A row ``holds`` says is no longer ours is
+    left alone: another worker has it now.
 
     A relay that cannot be reached (refused, silent until the timeout, or dropping
     us a second time) is not tried again for the rest of the batch: those rows go
@@ -378,6 +383,8 @@ def _deliver(jobs: list[Job], record) -> None:
     unreachable = None  # the reason the rest of the batch is not tried
     try:
         for job in jobs:
+            if not holds(job):
+                continue
             if job.unbuildable is not None:
                 record(job, job.unbuildable)
                 continue
@@ -454,6 +461,39 @@ def _classify(code: int, reply: bytes | str) -> Outcome:
 def _retry_delay(attempts: int) -> timedelta:
     base = float(current_app.config.get("MAIL_RETRY_BASE_SECONDS", 60))
     return timedelta(seconds=base * (2 ** (attempts - 1)))
+
+
+class _Lease:
+    """Keeps a batch's rows this worker's while it sends them.
+
+    The lease is renewed every third of MAIL_LEASE_SECONDS, so a worker that is slow
+    but alive keeps its rows. One that stalled past its lease (a paused process, a
+    starved machine) may find, at its next renewal, that beat gave some rows back to
+    the queue and another worker claimed them (their ``attempts`` moved on): it skips
+    those instead of sending them a second time.
+    """
+
+    def __init__(self, jobs: list[Job]):
+        self.seconds = current_app.config["MAIL_LEASE_SECONDS"]
+        self.ours = {job.outbox_id: job.attempts for job in jobs}
+        self.renewed = time.monotonic()
+
+    def holds(self, job: Job) -> bool:
+        if time.monotonic() - self.renewed >= self.seconds / 3:
+            self._renew()
+        return job.outbox_id in self.ours
+
+    def _renew(self) -> None:
+        kept = db.session.scalars(
+            update(OutboxMessage)
+            .where(tuple_(OutboxMessage.id, OutboxMessage.attempts).in_(list(self.ours.items())),
+                   OutboxMessage.status == "sending")
+            .values(lease_until=utcnow() + timedelta(seconds=self.seconds))
+            .returning(OutboxMessage.id)
+        ).all()
+        db.session.commit()
+        self.ours = {outbox_id: self.ours[outbox_id] for outbox_id in kept}
+        self.renewed = time.monotonic()
 
 
 class _Recorder:

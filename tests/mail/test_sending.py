@@ -4,7 +4,6 @@
 """
 from __future__ import annotations
 
-import os
 import re
 import socket
 import threading
@@ -20,7 +19,6 @@ from survey.audiences.models import Stakeholder
 from survey.campaigns import services
 from survey.campaigns.models import Campaign, Invitation
 from survey.extensions import db
-from survey.mail import sending
 from survey.mail.models import OutboxMessage
 from survey.mail.sending import claim_due, release_expired_leases, send_batch, work_waiting
 from tests.campaigns.helpers import invitations, now, outbox, started_campaign
@@ -470,6 +468,66 @@ def test_expired_lease_goes_back_to_the_queue(app, alumni, create_stakeholder, s
     assert [_recipient(m) for m in smtp.messages] == [
         db.session.get(Invitation, rows[expired_id].invitation_id).stakeholder.email]
     assert {person.email, other.email} >= {_recipient(m) for m in smtp.messages}
+
+
+def test_a_worker_stalled_past_its_lease_leaves_the_rows_others_took(app, alumni, create_stakeholder, smtp,
+                                                                     monkeypatch):
+    from survey.mail import sending
+
+    people = [create_stakeholder() for _ in range(5)]
+    started_campaign(alumni, monkeypatch)
+    monkeypatch.setitem(app.config, "MAIL_LEASE_SECONDS", 3)
+    taken = []
+    send_one = sending._send_one
+
+    def stalls_on_the_first_email(connection, job):
+        if not taken:
+            # While this worker hangs, its lease runs out: beat gives the rows back and
+            # another worker claims two of them.
+            db.session.execute(update(OutboxMessage).where(OutboxMessage.status == "sending")
+                               .values(lease_until=now() - timedelta(seconds=1)))
+            release_expired_leases()
+            db.session.commit()
+            taken.extend(claim_due(2))
+            time.sleep(1.1)  # more than a third of the lease: the worker checks its lease next
+        return send_one(connection, job)
+
+    monkeypatch.setattr(sending, "_send_one", stalls_on_the_first_email)
+    assert send_batch(100) == 5
+    # Only the email in flight went out; the rest were left to whoever holds them now.
+    assert len(smtp.messages) == 1
+    monkeypatch.setattr(sending, "_send_one", send_one)
+    assert sending._send(taken) == 2  # the other worker sends its two (the first was in flight)
+    assert send_batch(100) == 3       # the three back in the queue go out once
+    by_person = {}
+    for message in smtp.messages:
+        by_person.setdefault(_recipient(message), set()).add(message["message"]["Message-ID"])
+    assert sorted(by_person) == sorted(p.email for p in people)
+    # At most the email in flight went twice, and then as the same email.
+    assert len(smtp.messages) <= 5 + 1 and all(len(ids) == 1 for ids in by_person.values())
+
+
+def test_a_slow_worker_keeps_its_lease(app, alumni, create_stakeholder, smtp, monkeypatch):
+    from survey.mail import sending
+
+    [create_stakeholder() for _ in range(3)]
+    campaign = started_campaign(alumni, monkeypatch)
+    monkeypatch.setitem(app.config, "MAIL_LEASE_SECONDS", 3)
+    send_one = sending._send_one
+
+    released = []
+
+    def slow(connection, job):
+        time.sleep(1.1)  # three emails take longer than the lease...
+        released.append(release_expired_leases())  # ...and beat looks for dead workers meanwhile
+        db.session.commit()
+        return send_one(connection, job)
+
+    monkeypatch.setattr(sending, "_send_one", slow)
+    assert send_batch(100) == 3
+    assert released == [0, 0, 0]  # the lease was renewed: nothing taken back
+    assert len(smtp.messages) == 3
+    assert [(r.status, r.attempts) for r in _rows(campaign.id)] == [("sent", 1)] * 3
 
 
 def test_two_senders_racing_never_send_a_row_twice(app, alumni, create_stakeholder, smtp, monkeypatch):
