@@ -113,6 +113,11 @@ class Config:
 
     #: The impact report never shows a group of fewer people than this.
     REPORT_MIN_GROUP = int(os.environ.get("REPORT_MIN_GROUP", "5"))
+    #: Free-text comments are shown only when at least this many people wrote one.
+    REPORT_COMMENT_MIN_GROUP = int(os.environ.get("REPORT_COMMENT_MIN_GROUP", "10"))
+    #: Stakeholder attributes copied into each response at submission, so groups need no link to the person.
+    REPORT_SEGMENTS = tuple(name.strip() for name in os.environ.get(
+        "REPORT_SEGMENTS", "department,programme,cohort").split(",") if name.strip())
 
     CELERY = {
         **broker_settings(),

@@ -16,8 +16,10 @@ from sqlalchemy.engine import Engine
 
 from config import BASE_DIR, INSTANCE_DIR, Config
 from survey.core.routing import IdConverter
+
 # `rest_api`, not `api`: importing the survey.api package rebinds survey.api to it.
-from survey.extensions import api as rest_api, babel, csrf, db, login_manager, migrate
+from survey.extensions import api as rest_api
+from survey.extensions import babel, csrf, db, login_manager, migrate
 
 
 def create_app(overrides: dict | None = None) -> Flask:
@@ -51,10 +53,11 @@ def create_app(overrides: dict | None = None) -> Flask:
     from survey.mail.optout_views import bp as optout_bp
     from survey.mail.views import bp as mail_bp
     from survey.questionnaires.views import bp as questionnaires_bp
+    from survey.reports.views import bp as reports_bp
     from survey.respond.views import bp as respond_bp
 
     for bp in (accounts_bp, audiences_bp, campaigns_bp, committee_bp, mail_bp, optout_bp, questionnaires_bp,
-               respond_bp):
+               reports_bp, respond_bp):
         app.register_blueprint(bp)
     app.register_blueprint(evidence_bp)  # the respondent's /e/<token>
     app.register_blueprint(audit_bp)
@@ -64,9 +67,11 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     register_cli(app)
 
+    from survey.reports.charts import register_report_helpers
     from survey.web import register_web
 
     register_web(app)
+    register_report_helpers(app)
 
     from workflows import celery_init_app
 

@@ -35,6 +35,18 @@ CSP = (
 )
 
 
+def show_refusal(form, exc: ServiceError) -> None:
+    """Undo whatever the refused service flushed; show its message by the field it names."""
+    from survey.extensions import db
+
+    db.session.rollback()
+    name = (exc.details or {}).get("field")
+    if name and name in form:
+        form[name].errors = [*form[name].errors, exc.message]
+    else:
+        form.form_errors.append(exc.message)
+
+
 def _wants_json() -> bool:
     return request.path.startswith("/api/")
 

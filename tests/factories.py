@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import itertools
+import re
+import threading
 
 import pytest
 
@@ -108,3 +110,45 @@ def open_survey(app_ctx, create_stakeholder, builtin_questionnaires):
         return invitation, f"/s/{services.invitation_token(invitation.token_nonce)}"
 
     return factory
+
+
+@pytest.fixture
+def browser(app, app_ctx):
+    """browser(user) → a test client logged in as ``user``, reading pages in English;
+    requests as isolated as real ones (tests/accounts/conftest.py)."""
+
+    from tests.conftest import IsolatedClient
+
+    def open_as(user=None):
+        client = IsolatedClient(app, app.response_class, use_cookies=True)
+        client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+        if user is not None:
+            client.get("/login")
+            response = client.post("/login", data={"email": user.email, "password": PASSWORD,
+                                                   "csrf_token": token(client, "/login")})
+            assert response.status_code == 302, response.get_data(as_text=True)
+        return client
+
+    return open_as
+
+
+def token(client, path="/committee/") -> str:
+    """The session's CSRF token, read from the form on ``path`` (a page the user may open)."""
+    html = client.get(path, follow_redirects=True).get_data(as_text=True)
+    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html) or re.search(
+        r'name="csrf_token" value="([^"]+)"', html)
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+@pytest.fixture(scope="session")
+def live_server(app):
+    """The app under test on http://127.0.0.1:<port>, in a thread of this process (so the
+    tests and the pages share the database)."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()

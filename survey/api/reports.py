@@ -1,27 +1,20 @@
 """API v1: the impact report's figures, as JSON or CSV."""
 from __future__ import annotations
 
-from datetime import datetime, time, timezone
-
 from flask import Response, g
 from flask_smorest import Blueprint, abort
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
-from sqlalchemy import select
 
 from survey.api.auth import api_key_required
 from survey.audit.chain import record
 from survey.campaigns.models import Campaign
 from survey.core.routing import MAX_ID
 from survey.extensions import db
-from survey.reports.breakdown import breakdown
-from survey.reports.export import figures_csv
-from survey.reports.figures import compute
+from survey.reports.document import DEFAULT_BREAKDOWNS, Selection, build
+from survey.reports.export import document_csv
 
 reports = Blueprint("api_reports", __name__, url_prefix="/api/v1/reports",
                     description="The impact report: claimed and proven, with intervals")
-
-#: the breakdowns given unless ``by`` names others
-DEFAULT_BREAKDOWNS = ("programme", "cohort")
 
 
 class ImpactArgs(Schema):
@@ -44,30 +37,22 @@ class ImpactArgs(Schema):
             raise ValidationError("from must not be after to.", "from")
 
 
-def _campaign_ids(args) -> list[int]:
-    if "campaign" in args:
-        if db.session.get(Campaign, args["campaign"]) is None:
-            abort(404, message="No such campaign.")
-        return [args["campaign"]]
-    start = datetime.combine(args["from_"], time(0), tzinfo=timezone.utc)
-    end = datetime.combine(args["to"], time.max, tzinfo=timezone.utc)
-    return list(db.session.scalars(select(Campaign.id).where(Campaign.send_at >= start, Campaign.send_at <= end,
-                                                            Campaign.status != "draft")))
-
-
 @reports.route("/impact", methods=["GET"])
 @api_key_required
 @reports.doc(security=[{"bearerAuth": []}])
 @reports.arguments(ImpactArgs, location="query")
 def impact(args):
     """The figures of one campaign or of a period's campaigns; `format=csv` for a spreadsheet."""
-    ids = _campaign_ids(args)
-    figures = compute(ids)
-    groups = {attribute: breakdown(ids, attribute) for attribute in (args.get("by") or DEFAULT_BREAKDOWNS)}
+    if "campaign" in args and db.session.get(Campaign, args["campaign"]) is None:
+        abort(404, message="No such campaign.")
+    selection = Selection(campaign_id=args.get("campaign"), start=args.get("from_"), end=args.get("to"),
+                          breakdowns=tuple(args.get("by") or DEFAULT_BREAKDOWNS))
+    ids = selection.campaign_ids()
+    document = build(ids, selection.breakdowns)
     record("export", "report:impact", actor=f"api-key:{g.api_key.id}",
            data={"campaigns": ids, "format": args["format"]})
     db.session.commit()
     if args["format"] == "csv":
-        return Response(figures_csv(figures, groups), mimetype="text/csv",
+        return Response(document_csv(document), mimetype="text/csv",
                         headers={"Content-Disposition": 'attachment; filename="impact.csv"'})
-    return {**figures.as_dict(), "breakdowns": {a: [grp.as_dict() for grp in gs] for a, gs in groups.items()}}
+    return {**document["figures"], "breakdowns": document["breakdowns"], "employee": document["employee"]}

@@ -117,3 +117,7 @@ class Response(db.Model):
     locale: Mapped[str] = mapped_column(String(5))
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: the groups the respondent belonged to when answering ({"department": "Sales"}), copied at
+    #: submission so aggregates need no link to the person; in anonymous campaigns a group
+    #: smaller than the reporting threshold is not kept
+    segment: Mapped[dict] = mapped_column(JSONType, default=dict)

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import re
 
-from flask import (Blueprint, abort, flash, make_response, redirect, render_template, request, send_file,
-                   url_for)
+from flask import Blueprint, abort, flash, make_response, redirect, render_template, request, send_file, url_for
 from flask_babel import get_locale, ngettext
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -24,16 +23,22 @@ from survey.campaigns.models import Campaign
 from survey.campaigns.recipients import page_links
 from survey.claims import services
 from survey.claims.models import CLAIM_STATES, OUTCOME_TYPES, Claim, Evidence, Review
-from survey.committee.claim_page import (SOURCES, answer_rows, claim_history, detail_rows, file_size,
-                                         visible_reviews)
-from survey.committee.forms import (BulkDecideForm, ConflictForm, DecideForm, ReassignForm, RevokeForm,
-                                    VoteForm)
-from survey.committee.lists import (AWAITING_CHAIR, PROGRAMME, QUEUE_TABS, TAB_STATES, Filters, claims_page,
-                                    filter_options, queue_page)
+from survey.committee.claim_page import SOURCES, answer_rows, claim_history, detail_rows, file_size, visible_reviews
+from survey.committee.forms import BulkDecideForm, ConflictForm, DecideForm, ReassignForm, RevokeForm, VoteForm
+from survey.committee.lists import (
+    AWAITING_CHAIR,
+    PROGRAMME,
+    QUEUE_TABS,
+    TAB_STATES,
+    Filters,
+    claims_page,
+    filter_options,
+    queue_page,
+)
 from survey.core.errors import ServiceError
 from survey.extensions import db
 from survey.respond.uploads import evidence_dir
-from survey.web import CSP, LABELS
+from survey.web import CSP, LABELS, show_refusal
 from workflows.claims import OPEN
 
 bp = Blueprint("committee", __name__, template_folder="templates", static_folder="static",
@@ -66,16 +71,6 @@ def _own_review(claim: Claim) -> Review:
     if review is None:
         abort(404)
     return review
-
-
-def _refused(form, exc: ServiceError) -> None:
-    """Undo whatever the service flushed; show its message by the field it names."""
-    db.session.rollback()
-    name = (exc.details or {}).get("field")
-    if name and name in form:
-        form[name].errors = [*form[name].errors, exc.message]
-    else:
-        form.form_errors.append(exc.message)
 
 
 # ---------------------------------------------------------------------- lists
@@ -214,7 +209,7 @@ def vote(claim_id: int):
         try:
             services.record_vote(review, form.verdict.data, form.comment.data or "", reviewer=current_user)
         except ServiceError as exc:
-            _refused(form, exc)
+            show_refusal(form, exc)
         else:
             db.session.commit()
             if claim.state == "in_review":
@@ -235,7 +230,7 @@ def declare_conflict(claim_id: int):
         try:
             services.declare_conflict(review, form.reason.data or "", reviewer=current_user)
         except ServiceError as exc:
-            _refused(form, exc)
+            show_refusal(form, exc)
         else:
             db.session.commit()
             flash(_("You have stepped aside from claim #%(id)d: it goes to another member.", id=claim.id),
@@ -253,7 +248,7 @@ def decide(claim_id: int):
         try:
             services.chair_decide(claim, form.decision.data, form.reason.data, chair=current_user)
         except ServiceError as exc:
-            _refused(form, exc)
+            show_refusal(form, exc)
         else:
             db.session.commit()
             flash(_("Claim #%(id)d decided: %(state)s.", id=claim.id, state=_label(claim.state)), "success")
@@ -270,7 +265,7 @@ def revoke(claim_id: int):
         try:
             services.revoke(claim, form.reason.data, chair=current_user)
         except ServiceError as exc:
-            _refused(form, exc)
+            show_refusal(form, exc)
         else:
             db.session.commit()
             flash(_("Claim #%(id)d revoked.", id=claim.id), "success")
@@ -289,7 +284,7 @@ def reassign(claim_id: int):
         try:
             new = services.reassign(claim, review, chair=current_user, to=target)
         except ServiceError as exc:
-            _refused(form, exc)
+            show_refusal(form, exc)
         else:
             db.session.commit()
             flash(_("Claim #%(id)d given to %(name)s.", id=claim.id, name=new.reviewer.name or new.reviewer.email),

@@ -22,7 +22,8 @@ from __future__ import annotations
 import re
 
 from flask import Blueprint, flash, redirect, render_template, url_for
-from flask_babel import get_locale, gettext as _
+from flask_babel import get_locale
+from flask_babel import gettext as _
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import HiddenField

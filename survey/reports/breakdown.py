@@ -9,7 +9,10 @@ cell can be worked out by subtraction.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from operator import attrgetter
+from typing import Protocol, TypeVar
 
 from flask import current_app
 from sqlalchemy import case, distinct, func, select
@@ -21,6 +24,16 @@ from survey.extensions import db
 
 #: the label of people whose file gave no value for the attribute
 NOT_GIVEN = "(not given)"
+
+
+class Suppressible(Protocol):
+    """What :func:`suppress` needs of a group: its label, and where to mark it hidden."""
+
+    value: str
+    suppressed: str | None
+
+
+G = TypeVar("G", bound=Suppressible)
 
 
 @dataclass
@@ -57,14 +70,16 @@ def breakdown(campaign_ids: list[int], attribute: str, threshold: int | None = N
     return suppress(groups, threshold)
 
 
-def suppress(groups: list[Group], threshold: int) -> list[Group]:
-    """Hide groups under ``threshold``; if that hides exactly one, hide the next smallest too."""
+def suppress(groups: list[G], threshold: int, size: Callable[[G], int] = attrgetter("invited")) -> list[G]:
+    """Hide groups whose ``size`` is under ``threshold``; if that hides exactly one, hide the
+    next smallest too. ``size`` is what the report counts: people invited here, respondents
+    in the employee survey (survey/reports/employee.py)."""
     for group in groups:
-        if group.invited < threshold:
+        if size(group) < threshold:
             group.suppressed = "small"
     hidden = [g for g in groups if g.suppressed]
     if len(hidden) == 1:
-        shown = sorted((g for g in groups if not g.suppressed), key=lambda g: (g.invited, g.value))
+        shown = sorted((g for g in groups if not g.suppressed), key=lambda g: (size(g), g.value))
         if shown:
             shown[0].suppressed = "complementary"
     return groups

@@ -2,14 +2,21 @@
 
 Opening never uses a link up; saving keeps a draft; submitting happens once.
 In an anonymous campaign the submitted response is cut from the invitation and
-keeps only the day it was submitted.
+keeps no time of its own (every answer carries the campaign's send day).
+
+Each submitted response keeps a copy of the respondent's groups (REPORT_SEGMENTS:
+department, programme, cohort…) so the report can group answers without going back
+to the person; in an anonymous campaign only groups of at least REPORT_MIN_GROUP
+invitees are kept, so the copy never narrows a response down to a few people.
 """
 from __future__ import annotations
 
 from datetime import datetime, time, timezone
 
-from sqlalchemy import select, update
+from flask import current_app
+from sqlalchemy import func, select, update
 
+from survey.audiences.models import Stakeholder
 from survey.campaigns.models import Campaign, Invitation, Response
 from survey.campaigns.services import is_accepting_answers
 from survey.core.errors import InvalidState
@@ -74,6 +81,32 @@ def save_draft(invitation: Invitation, answers: dict, locale: str) -> Response:
     return response
 
 
+def segment_of(invitation: Invitation) -> dict[str, str]:
+    """The respondent's groups (REPORT_SEGMENTS) to keep with the answer.
+
+    In an anonymous campaign a value is kept only if at least REPORT_MIN_GROUP invitees of
+    the campaign share it together with the values kept before it: one per attribute is not
+    enough, since "Sales" and "cohort 2019" may each be large while only one person is both.
+    """
+    attributes = invitation.stakeholder.attributes or {}
+    present = {name: str(attributes[name]) for name in current_app.config["REPORT_SEGMENTS"]
+               if attributes.get(name) not in (None, "")}
+    if invitation.campaign.privacy != "anonymous":
+        return present
+    kept: dict[str, str] = {}
+    for name, value in present.items():
+        wanted = {**kept, name: value}
+        peers = db.session.scalar(
+            select(func.count(Invitation.id))
+            .join(Stakeholder, Stakeholder.id == Invitation.stakeholder_id)
+            .where(Invitation.campaign_id == invitation.campaign_id,
+                   *(Stakeholder.attributes[key].as_string() == val for key, val in wanted.items()))
+        )
+        if peers >= current_app.config["REPORT_MIN_GROUP"]:
+            kept = wanted
+    return kept
+
+
 def submit_response(invitation: Invitation, answers: dict, locale: str) -> Response:
     """Submit once: a concurrent or repeated submit is refused and changes nothing."""
     check_open(invitation)
@@ -97,12 +130,15 @@ def submit_response(invitation: Invitation, answers: dict, locale: str) -> Respo
     response.answers = answers
     response.locale = locale
     response.submitted_at = now
+    response.segment = segment_of(invitation)
     campaign: Campaign = invitation.campaign
     if campaign.privacy == "anonymous":
-        # Nothing may tie the answer to the person: no link, no precise times.
+        # Nothing may tie the answer to the person: no link, and no time of its own. Even
+        # the day would do it (the invitation records when its person answered), so every
+        # answer of the campaign carries the same day: the day the campaign was sent.
         response.invitation_id = None
         response.started_at = None
-        response.submitted_at = datetime.combine(now.date(), time(0), tzinfo=timezone.utc)
+        response.submitted_at = datetime.combine(campaign.send_at.date(), time(0), tzinfo=timezone.utc)
     db.session.flush()
     if campaign.privacy == "identified":  # a claim names its claimant: never from a private answer
         from survey.claims.services import create_claims

@@ -3,12 +3,13 @@ beyond the CSRF session."""
 from __future__ import annotations
 
 from flask import Blueprint, redirect, render_template, request, url_for
-from flask_babel import get_locale, gettext as _
+from flask_babel import get_locale
+from flask_babel import gettext as _
 
 from survey.campaigns.services import unsubscribe_token
+from survey.core.errors import ValidationFailed
 from survey.extensions import db
 from survey.respond import services
-from survey.core.errors import ValidationFailed
 from survey.respond.forms import build_form, extract_answers
 from survey.respond.token_pages import link_does_not_work, protect_token_pages, speak_to
 from survey.respond.uploads import attach_files

@@ -25,8 +25,14 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, precondition, rule,
-                                 run_state_machine_as_test)
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 from sqlalchemy import func, select
 
 from survey.accounts.models import User
@@ -39,9 +45,9 @@ from survey.claims import services
 from survey.claims.models import CLAIM_STATES, OUTCOME_TYPES, Claim, Conflict, Review
 from survey.core.errors import InvalidState, NotFound, ValidationFailed
 from survey.extensions import db
-from tests.conftest import wipe_tables
 from survey.questionnaires.services import add_questionnaire, builtin_definitions
 from survey.respond import services as respond
+from tests.conftest import wipe_tables
 from workflows.claims import OPEN, TRANSITIONS
 from workflows.policy import Policy
 

@@ -1,8 +1,7 @@
 """Fixtures for the committee pages: claims made the real way (a started campaign and a
-submitted identified response), committee members, and one browser per user."""
+submitted identified response) and committee members; ``browser`` is in tests/factories.py."""
 from __future__ import annotations
 
-import re
 from io import BytesIO
 
 import pytest
@@ -14,9 +13,8 @@ from survey.claims.models import Claim
 from survey.extensions import db
 from survey.respond.services import submit_response
 from survey.respond.uploads import store_upload
-from tests.conftest import IsolatedClient
 from tests.campaigns.helpers import started_campaign
-from tests.factories import PASSWORD
+from tests.factories import token  # noqa: F401  (the committee tests import it from here)
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
@@ -60,32 +58,6 @@ def make_claims(alumni, create_stakeholder, monkeypatch):
         return claims
 
     return make
-
-
-@pytest.fixture
-def browser(app, app_ctx):
-    """browser(user) → a test client logged in as ``user``, reading pages in English;
-    requests as isolated as real ones (tests/accounts/conftest.py)."""
-
-    def open_as(user=None):
-        client = IsolatedClient(app, app.response_class, use_cookies=True)
-        client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
-        if user is not None:
-            client.get("/login")
-            response = client.post("/login", data={"email": user.email, "password": PASSWORD,
-                                                   "csrf_token": token(client, "/login")})
-            assert response.status_code == 302, response.get_data(as_text=True)
-        return client
-
-    return open_as
-
-
-def token(client, path="/committee/") -> str:
-    html = client.get(path, follow_redirects=True).get_data(as_text=True)
-    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html) or re.search(
-        r'name="csrf_token" value="([^"]+)"', html)
-    assert match, f"no CSRF token on {path}"
-    return match.group(1)
 
 
 def post(client, url, prefix=None, csrf=True, **fields):

@@ -28,7 +28,7 @@ from survey.campaigns import services
 from survey.campaigns.models import Invitation
 from survey.extensions import db
 from survey.mail.models import OutboxMessage
-from tests.campaigns.helpers import make_campaign, now, outbox, schedule
+from tests.campaigns.helpers import make_campaign, outbox, schedule
 from tests.conftest import CaughtMail, serve_smtp
 
 
@@ -249,6 +249,8 @@ def test_a_reminder_due_in_quiet_hours_goes_out_when_they_end(app, alumni, sink,
 
     sink.wait(lambda: len(sink.messages) == 1, 60, "the invitation")
     sink.wait(lambda: len(sink.messages) == 2, 60, "the reminder")
+    # The server has it; the worker records the reply right after.
+    sink.wait(lambda: any(r.kind == "reminder" and r.sent_at for r in _rows(campaign.id)), 30, "its record")
     reminder = next(r for r in _rows(campaign.id) if r.kind == "reminder")
     assert reminder.sent_at >= quiet_end.replace(microsecond=0).astimezone(timezone.utc)
     assert reminder.created_at >= quiet_end.replace(microsecond=0).astimezone(timezone.utc)

@@ -1,0 +1,55 @@
+"""The impact report as one plain document: what the page, the PDF, the API and a
+published snapshot all render. Building it is the only place that queries; every
+rendering reads the dict, so a snapshot renders exactly as it was published."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timezone
+
+from flask import current_app
+from sqlalchemy import select
+
+from survey.campaigns.models import Campaign
+from survey.extensions import db
+from survey.reports.breakdown import breakdown
+from survey.reports.employee import employee_figures
+from survey.reports.figures import compute
+
+#: the breakdowns given unless others are asked for
+DEFAULT_BREAKDOWNS = ("programme", "cohort")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which campaigns a report covers: one campaign, or those sent in a period."""
+
+    campaign_id: int | None = None
+    start: date | None = None
+    end: date | None = None
+    breakdowns: tuple[str, ...] = DEFAULT_BREAKDOWNS
+
+    def campaign_ids(self) -> list[int]:
+        """The campaigns covered; a draft (never sent) is never part of a report."""
+        query = select(Campaign.id).where(Campaign.status != "draft").order_by(Campaign.id)
+        if self.campaign_id is not None:
+            return list(db.session.scalars(query.where(Campaign.id == self.campaign_id)))
+        start = datetime.combine(self.start, time(0), tzinfo=timezone.utc)
+        end = datetime.combine(self.end, time.max, tzinfo=timezone.utc)
+        return list(db.session.scalars(query.where(Campaign.send_at >= start, Campaign.send_at <= end)))
+
+    def as_dict(self) -> dict:
+        period = {"from": self.start.isoformat(), "to": self.end.isoformat()} if self.start else None
+        return {"campaign": self.campaign_id, "period": period, "breakdowns": list(self.breakdowns)}
+
+
+def build(campaign_ids: list[int], breakdowns=DEFAULT_BREAKDOWNS, *, with_comments: bool = False) -> dict:
+    """Every figure of the report for these campaigns. Free-text comments only on
+    request: they are for staff pages, never for a published report."""
+    threshold = current_app.config["REPORT_MIN_GROUP"]
+    return {
+        "figures": compute(campaign_ids).as_dict(),
+        "breakdowns": {attribute: [group.as_dict() for group in breakdown(campaign_ids, attribute, threshold)]
+                       for attribute in breakdowns},
+        "employee": employee_figures(campaign_ids, with_comments=with_comments),
+        "threshold": threshold,
+    }
