@@ -92,7 +92,13 @@ def import_audience_csv(args):
     """Import a CSV body: any delimiter, UTF-8 (with or without BOM) or Windows-1252."""
     if request.content_length and request.content_length > MAX_CSV_BYTES:
         abort(413, message="The CSV is too large for one request.")
-    report = import_audience(request.get_data(cache=False), args["kind"])
+    body = request.get_data(cache=False)
+    if not body.strip():
+        abort(422, message="The request has no CSV: send the file as the body (Content-Type: text/csv).")
+    report = import_audience(body, args["kind"])
+    if report.unreadable:  # not one row could be read: the request is wrong, not some rows
+        db.session.rollback()
+        abort(422, message=f"The CSV cannot be read: {report.unreadable}.", errors={"rejected": report.rejected})
     db.session.commit()
     return report.as_dict()
 

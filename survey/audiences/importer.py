@@ -87,6 +87,8 @@ class Rejection:
 class ParseResult:
     rows: list[ParsedRow] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
+    #: why no row at all could be read (not text, empty, no email column); None if rows could
+    unreadable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ def parse_audience(
     text, problem = _decode(data)
     if problem:
         result.rejected.append(Rejection(1, problem))
+        result.unreadable = problem
         return result
 
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_sniff_delimiter(text))
@@ -133,6 +136,7 @@ def parse_audience(
             columns = _map_columns(cells)
             if not any(c.key == "email" for c in columns):
                 result.rejected.append(Rejection(line, _no_email_reason(cells)))
+                result.unreadable = result.rejected[-1].reason
                 return result
             continue
         row, reasons = _parse_row(line, cells, columns, default_locale, default_timezone)
@@ -146,6 +150,7 @@ def parse_audience(
 
     if columns is None:
         result.rejected.append(Rejection(1, "the file is empty: no header line and no rows"))
+        result.unreadable = result.rejected[-1].reason
     return result
 
 

@@ -29,6 +29,8 @@ class ImportReport:
     updated: int = 0
     #: ``{"line": n, "reason": "…"}`` for every line that was not stored
     rejected: list[dict] = field(default_factory=list)
+    #: why the file as a whole could not be read, if it could not (then nothing was stored)
+    unreadable: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"created": self.created, "updated": self.updated, "rejected": list(self.rejected)}
@@ -42,7 +44,8 @@ def import_audience(data: bytes, kind: str) -> ImportReport:
     parsed = parse_audience(data, default_locale="", default_timezone="")
     defaults = {"locale": current_app.config["BABEL_DEFAULT_LOCALE"],
                 "timezone": current_app.config["DEFAULT_TIMEZONE"]}
-    report = ImportReport(rejected=[{"line": r.line, "reason": r.reason} for r in parsed.rejected])
+    report = ImportReport(rejected=[{"line": r.line, "reason": r.reason} for r in parsed.rejected],
+                          unreadable=parsed.unreadable)
     now = utcnow()
     for chunk in _chunks(parsed.rows, CHUNK_SIZE):
         existing = _existing_by_email([row.email for row in chunk])

@@ -88,3 +88,22 @@ def test_unusable_csv_is_reported_not_a_500(client, auth, body):
         assert payload["created"] == 0 and payload["rejected"]
         assert all(r["reason"] for r in payload["rejected"])
     assert _people() == {}
+
+
+@pytest.mark.parametrize("body", [b"", b"  \r\n"])
+def test_a_request_without_a_csv_is_refused(client, auth, body):
+    response = client.post(f"{URL}?kind=alumnus", data=body, content_type="text/csv", headers=auth)
+    assert response.status_code == 422
+    assert "no CSV" in response.get_json()["message"]
+
+
+@pytest.mark.parametrize("body, reason", [
+    (b"name,phone\nAda,123\n", "no email column"),
+    (b"PK\x03\x04\x14\x00\x06\x00", "not text"),
+])
+def test_a_file_that_cannot_be_read_at_all_is_a_422_not_a_report(client, auth, body, reason):
+    response = client.post(f"{URL}?kind=alumnus", data=body, content_type="text/csv", headers=auth)
+    assert response.status_code == 422
+    payload = response.get_json()
+    assert reason in payload["message"] and payload["errors"]["rejected"][0]["line"] == 1
+    assert _people() == {}
