@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lock clean translations extract-messages
+.PHONY: run test test-deps install lock clean translations extract-messages
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,10 +14,19 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
 	touch $(STAMP)
 
+# axe-core, which the browser tests run in Chromium (tests/browser/)
+AXE := node_modules/axe-core/axe.min.js
+$(AXE): package.json package-lock.json
+	npm ci --silent --no-audit --no-fund
+	touch $(AXE)
+
 install: $(STAMP) translations
 
-translations: $(STAMP)
-	$(BIN)/pybabel compile --statistics -d survey/translations -D messages
+# Each catalogue is compiled when its .po changes (so two `make test` at once never write the same .mo).
+CATALOGUES := $(patsubst %.po,%.mo,$(wildcard survey/translations/*/LC_MESSAGES/messages.po))
+translations: $(CATALOGUES)
+%.mo: %.po $(STAMP)
+	$(BIN)/pybabel compile --statistics -i $< -o $@
 
 # Re-extract every message after changing texts; then translate the new ones in survey/translations/*.
 extract-messages: $(STAMP)
@@ -30,7 +39,9 @@ run: install
 	$(BIN)/flask --app wsgi demo setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
 
-test: install
+test-deps: install $(AXE)
+
+test: test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Re-pin every dependency (with hashes) after editing pyproject.toml.

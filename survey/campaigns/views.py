@@ -13,6 +13,7 @@ from survey.accounts.access import role_required
 from survey.campaigns import services
 from survey.campaigns.forms import CampaignForm
 from survey.campaigns.models import INVITATION_STATUSES, Campaign
+from survey.campaigns.progress import funnel_by_day, funnel_chart
 from survey.campaigns.recipients import campaign_quiet_hours, format_quiet_hours, page_links, recipients_page
 from survey.core.errors import ServiceError
 from survey.core.types import utcnow
@@ -89,8 +90,11 @@ def detail(campaign_id: int):
     if not recipients.items and recipients.page > recipients.pages:  # past the end: the last page
         recipients = recipients_page(campaign.id, page=recipients.pages, **filters)
     audience = services.audience_count(campaign) if campaign.status in ("draft", "scheduled") else None
+    counts = services.campaign_counts(campaign.id)
+    funnel = funnel_by_day(campaign) if counts["invited"] else []
     return render_template(
-        "campaigns/detail.html", campaign=campaign, counts=services.campaign_counts(campaign.id),
+        "campaigns/detail.html", campaign=campaign, counts=counts,
+        funnel=funnel, funnel_chart=funnel_chart(funnel, counts["invited"]) if funnel else None,
         recipients=recipients, links=page_links(recipients.page, recipients.pages),
         statuses=INVITATION_STATUSES, status=status, email=email,
         quiet_hours=campaign_quiet_hours(campaign), audience=audience,

@@ -213,12 +213,12 @@ def test_cli_export_to_standard_output(app, app_ctx):
 def test_cli_export_of_a_real_claim_trail_re_verifies(app, app_ctx, tmp_path, alumni, create_stakeholder,
                                                       monkeypatch):
     """Events written by the claim services (user actors, nested data, timestamps) too."""
-    from tests.claims.test_evidence_page import _vote
     from survey.accounts.models import User
     from survey.campaigns.models import Invitation
     from survey.claims.models import Claim
     from survey.respond import services as respond
     from tests.campaigns.helpers import started_campaign
+    from tests.claims.test_evidence_page import _vote
 
     members = [User(email=f"m{n}@staff.example", role="committee", password_hash="-") for n in range(2)]
     db.session.add_all(members)

@@ -12,8 +12,8 @@ from survey.audiences.models import Stakeholder
 from survey.campaigns.models import Campaign
 from survey.extensions import db
 from survey.mail.models import OutboxMessage
-from tests.conftest import IsolatedClient
 from tests.campaigns.helpers import invitations, make_campaign, now, outbox, started_campaign
+from tests.conftest import IsolatedClient
 from tests.factories import PASSWORD, csrf_token
 
 NEW = "/admin/campaigns/new"

@@ -1,0 +1,113 @@
+"""A campaign's funnel over time: by the end of each day, how many people had been
+sent their invitation, had opened it, started and completed the survey; and the
+chart of it, drawn on the server as SVG (no script: the pages' CSP allows none)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from flask_babel import format_date
+from flask_babel import gettext as _
+from markupsafe import Markup, escape
+from sqlalchemy import func, select
+
+from survey.campaigns.models import Campaign, Invitation
+from survey.core.types import utcnow
+from survey.extensions import db
+
+#: the funnel's stages: the invitation column that marks each, and how the chart draws it
+STAGES = (
+    ("sent", Invitation.sent_at, "#1d70b8", ""),
+    ("opened", Invitation.opened_at, "#6f72af", "6 3"),
+    ("started", Invitation.started_at, "#b58840", "2 3"),
+    ("completed", Invitation.completed_at, "#00703c", ""),
+)
+#: the most days the chart shows (the last ones)
+MAX_DAYS = 120
+
+
+@dataclass(frozen=True)
+class Day:
+    day: date
+    #: stage → people who had reached it by the end of the day
+    totals: dict[str, int]
+
+
+def funnel_by_day(campaign: Campaign) -> list[Day]:
+    """Cumulative counts per day (UTC) from the first invitation to today or the close;
+    one GROUP BY per stage."""
+    per_day: dict[str, dict[date, int]] = {}
+    first: date | None = None
+    for name, column, _colour, _dash in STAGES:
+        day = func.date(column)
+        rows = db.session.execute(
+            select(day, func.count()).where(Invitation.campaign_id == campaign.id, column.is_not(None))
+            .group_by(day)
+        ).all()
+        per_day[name] = {_as_date(d): count for d, count in rows}
+        if per_day[name]:
+            first = min([first, *per_day[name]] if first else per_day[name])
+    if first is None:
+        return []
+    last = min(utcnow(), campaign.closes_at).date()
+    first = max(first, last - timedelta(days=MAX_DAYS - 1))
+    days, running = [], {name: 0 for name, *_ in STAGES}
+    earlier = {name: sum(c for d, c in counts.items() if d < first) for name, counts in per_day.items()}
+    for name in running:
+        running[name] = earlier[name]
+    current = first
+    while current <= last:
+        for name in running:
+            running[name] += per_day[name].get(current, 0)
+        days.append(Day(current, dict(running)))
+        current += timedelta(days=1)
+    return days
+
+
+def _as_date(value) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
+def funnel_chart(days: list[Day], invited: int) -> Markup:
+    """Four cumulative lines (sent, opened, started, completed) over the days, 0 to
+    ``invited`` high; each line has its own dash pattern, so colour is not the only cue."""
+    width, height, left, bottom, top = 640, 240, 44, 28, 12
+    plot_w, plot_h = width - left - 120, height - bottom - top
+    ceiling = max(invited, 1)
+    span = max(len(days) - 1, 1)
+
+    def x(index: int) -> float:
+        return left + plot_w * index / span
+
+    def y(count: int) -> float:
+        return top + plot_h * (1 - count / ceiling)
+
+    names = {"sent": _("Sent"), "opened": _("Opened"), "started": _("Started"), "completed": _("Completed")}
+    last = days[-1].totals
+    desc = _("From %(first)s to %(last)s: ", first=format_date(days[0].day), last=format_date(days[-1].day)) + \
+        ", ".join(f"{names[name]} {last[name]}" for name, *_ in STAGES) + \
+        _(" out of %(invited)d invited.", invited=invited)
+    parts = [f'<svg class="chart funnel" viewBox="0 0 {width} {height}" role="img" '
+             f'aria-labelledby="funnel-title funnel-desc" xmlns="http://www.w3.org/2000/svg">',
+             f'<title id="funnel-title">{escape(_("The funnel, day by day"))}</title>',
+             f'<desc id="funnel-desc">{escape(desc)}</desc>']
+    for fraction in (0, 0.5, 1):
+        level = y(round(ceiling * fraction))
+        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{level:.1f}" y2="{level:.1f}" stroke="#e3e4e5"/>')
+        parts.append(f'<text x="{left - 6}" y="{level + 4:.1f}" text-anchor="end" font-size="11" fill="#505a5f">'
+                     f'{round(ceiling * fraction)}</text>')
+    for index in sorted({0, len(days) - 1}):
+        parts.append(f'<text x="{x(index):.1f}" y="{height - 8}" text-anchor="middle" font-size="11" '
+                     f'fill="#505a5f">{escape(format_date(days[index].day, "short"))}</text>')
+    for row, (name, _column, colour, dash) in enumerate(STAGES):
+        points = " ".join(f"{x(i):.1f},{y(day.totals[name]):.1f}" for i, day in enumerate(days))
+        dashes = f' stroke-dasharray="{dash}"' if dash else ""
+        parts.append(f'<polyline class="stage-{name}" points="{points}" fill="none" stroke="{colour}" '
+                     f'stroke-width="2.5"{dashes}/>')
+        legend_y = top + 14 + row * 18
+        parts.append(f'<line x1="{left + plot_w + 12}" x2="{left + plot_w + 34}" y1="{legend_y - 4}" '
+                     f'y2="{legend_y - 4}" stroke="{colour}" stroke-width="2.5"{dashes}/>')
+        parts.append(f'<text x="{left + plot_w + 40}" y="{legend_y}" font-size="12" fill="#0b0c0c">'
+                     f'{escape(names[name])} {last[name]}</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))

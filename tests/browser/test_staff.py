@@ -1,0 +1,105 @@
+"""Every staff page, as the role that uses it, in a real browser: axe-core finds no
+WCAG 2.1 AA violation, in English and in French, empty, with errors and full; the
+pages fit a 320 px phone."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from survey.claims import services as claims
+from survey.extensions import db
+from survey.mail.models import OutboxMessage
+from survey.questionnaires.models import Questionnaire
+from survey.reports.document import Selection
+from survey.reports.publishing import publish
+from survey.reports.sampling import draw_sample
+from tests.browser.conftest import assert_accessible, submit
+from tests.committee.conftest import committee, make_claims  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.browser
+
+CLAIMANT = {"activity": "employed_full_time", "outcomes": ["new_job", "raise"], "attribution": 4,
+            "employer": "ACME <b>&amp;</b> Sons", "role": "Data analyst", "salary_change": 12,
+            "evidence_link": "https://example.org/profile/ada"}
+
+
+@pytest.fixture
+def world(make_claims, committee, create_user):
+    """A started campaign with two claims under review, one proven after a vote, a
+    published report with an audit sample; one user per role."""
+    users = {role: create_user(role=role) for role in ("admin", "chair", "auditor")}
+    users["committee"] = committee[0]
+    made = make_claims(CLAIMANT, with_file=True)
+    proven = made[1]
+    for review in proven.reviews:
+        claims.record_vote(review, "approve", "", reviewer=review.reviewer)  # the policy proves it
+    db.session.commit()
+    snapshot = publish(users["chair"], Selection(campaign_id=made[0].campaign_id), "Impact report 2026")
+    db.session.flush()
+    sample = draw_sample(users["auditor"], snapshot, 1)
+    db.session.commit()
+    return {"users": users, "claim": made[0], "campaign_id": made[0].campaign_id, "snapshot": snapshot,
+            "sample": sample}
+
+
+def _pages(world) -> dict[str, list[str]]:
+    campaign, claim, snapshot = world["campaign_id"], world["claim"], world["snapshot"]
+    questionnaire = db.session.scalar(select(Questionnaire.id))
+    outbox = db.session.scalar(select(OutboxMessage.message_id).limit(1))
+    report = f"/reports/?campaign={campaign}"
+    return {
+        "admin": ["/", "/admin/campaigns/", "/admin/campaigns/new", f"/admin/campaigns/{campaign}",
+                  "/admin/questionnaires/", f"/admin/questionnaires/{questionnaire}", "/admin/audiences/",
+                  "/admin/mail/", report, "/reports/published", f"/reports/published/{snapshot.id}"]
+                 + ([f"/admin/mail/{outbox}"] if outbox else []),
+        "committee": ["/committee/", f"/committee/claims/{claim.id}"],
+        "chair": ["/committee/claims", f"/committee/claims/{claim.id}", "/audit/", "/reports/publish", report,
+                  f"/reports/published/{snapshot.id}",
+                  f"/reports/published/{snapshot.id}/trace?state=proven"],
+        "auditor": ["/audit/", f"/reports/published/{snapshot.id}", f"/reports/samples/{world['sample'].id}"],
+        None: ["/login", f"/p/{snapshot.slug}"],
+    }
+
+
+@pytest.mark.parametrize("role", ["admin", "committee", "chair", "auditor", None])
+def test_every_staff_page_is_accessible(world, open_page, role):
+    for locale in ("en", "fr"):
+        page = open_page(world["users"].get(role) if role else None, locale=f"{locale}-FR")
+        for path in _pages(world)[role]:
+            response = page.goto(path)
+            assert response.status == 200, f"{path} as {role}: {response.status}"
+            assert page.locator("html").get_attribute("lang") == locale
+            assert_accessible(page, f"{role}, {locale}")
+
+
+def test_forms_with_errors_are_accessible(world, open_page):
+    admin = open_page(world["users"]["admin"])
+    admin.goto("/admin/campaigns/new")
+    submit(admin.locator("form button[type=submit]").last)
+    assert admin.locator(".error-summary, .error-message").first.is_visible()
+    assert_accessible(admin, "new campaign with errors")
+
+    chair = open_page(world["users"]["chair"])
+    chair.goto("/reports/publish")
+    submit(chair.get_by_role("button", name="Publish"))
+    assert chair.locator(".error-summary").is_visible()
+    assert_accessible(chair, "publish with errors")
+
+    anonymous = open_page()
+    anonymous.goto("/login")
+    anonymous.get_by_label("Email").fill("nobody@example.org")
+    anonymous.get_by_label("Password").fill("wrong password, long enough")
+    submit(anonymous.get_by_role("button", name="Log in"))
+    assert_accessible(anonymous, "login refused")
+
+
+@pytest.mark.parametrize("role", ["admin", "committee", "chair"])
+def test_staff_pages_fit_a_small_phone(world, open_page, role):
+    page = open_page(world["users"][role], width=320)
+    for path in _pages(world)[role][:4]:
+        page.goto(path)
+        overflow = page.evaluate("""() => [...document.querySelectorAll('main *')]
+            .filter(e => e.getBoundingClientRect().right > innerWidth + 1
+                         && !e.closest('.table-wrap, pre, code, svg'))
+            .map(e => e.tagName + '.' + e.className).slice(0, 5)""")
+        assert overflow == [], f"{path} is wider than 320 px: {overflow}"
