@@ -9,7 +9,7 @@ import os
 import secrets
 from pathlib import Path
 
-from flask import Flask, g, request, session
+from flask import Flask, g, has_request_context, request, session
 from flask_smorest.spec.plugins import integerconverter2paramschema
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -80,11 +80,18 @@ def create_app(overrides: dict | None = None) -> Flask:
 
 
 def select_locale() -> str:
-    """The respondent's record first, then an explicit choice, then the browser."""
+    """The respondent's record first, then an explicit choice, then the browser.
+
+    The API is English only, whatever the caller's browser says; so is whatever runs
+    outside a request (the CLI, the workers), where messages go to a terminal or a log."""
     languages = ("fr", "en")
+    if not has_request_context():
+        return "en"
     forced = getattr(g, "locale", None)
     if forced in languages:
         return forced
+    if request.path.startswith("/api/"):
+        return "en"
     chosen = session.get("lang")
     if chosen in languages:
         return chosen

@@ -23,7 +23,7 @@ def load_questionnaire(path: Path) -> None:
     try:
         questionnaire = add_questionnaire(parse_definition(path.read_bytes(), path.name))
     except ValidationFailed as exc:
-        raise click.ClickException(exc.message) from exc
+        raise click.ClickException(str(exc)) from exc  # the English text
     db.session.commit()
     click.echo(f"{questionnaire.slug} version {questionnaire.version} (id {questionnaire.id})")
 

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from flask import Flask, jsonify, redirect, render_template, request, session, url_for
+from flask.json.provider import DefaultJSONProvider
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_babel.speaklater import LazyString
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -47,6 +49,18 @@ def show_refusal(form, exc: ServiceError) -> None:
         form.form_errors.append(exc.message)
 
 
+class JSONProvider(DefaultJSONProvider):
+    """Flask's JSON, writing a lazily translated message as its text.
+
+    Left to Flask, a ``LazyString`` would go through ``__html__``: HTML-escaped text in JSON."""
+
+    @staticmethod
+    def default(o):
+        if isinstance(o, LazyString):
+            return str(o)
+        return DefaultJSONProvider.default(o)
+
+
 def _wants_json() -> bool:
     return request.path.startswith("/api/")
 
@@ -61,8 +75,8 @@ def _summarise(messages) -> str | None:
         if isinstance(node, dict):
             for key, value in node.items():
                 walk(value, path if key == "_schema" else path + [str(key)])
-        elif isinstance(node, list) and all(isinstance(item, str) for item in node):
-            problems.append(f"{'.'.join(path) or 'body'}: {' '.join(node)}")
+        elif isinstance(node, list) and all(isinstance(item, (str, LazyString)) for item in node):
+            problems.append(f"{'.'.join(path) or 'body'}: {' '.join(map(str, node))}")
         else:
             problems.append(f"{'.'.join(path) or 'body'}: {node}")
 
@@ -72,6 +86,8 @@ def _summarise(messages) -> str | None:
 
 
 def register_web(app: Flask) -> None:
+    app.json = JSONProvider(app)
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         if _wants_json():
@@ -98,7 +114,8 @@ def register_web(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def service_error(exc: ServiceError):
         if _wants_json():
-            return jsonify(code=exc.status, message=exc.message, errors=exc.details or {}), exc.status
+            # the API's locale is English (survey.select_locale); details may hold lazy texts too
+            return jsonify(code=exc.status, message=str(exc.message), errors=exc.details or {}), exc.status
         return render_template("errors/error.html", code=exc.status, title=_("Not possible"),
                                message=exc.message), exc.status
 

@@ -4,9 +4,12 @@ writes a claim's state.
 """
 from __future__ import annotations
 
+from flask_babel import lazy_gettext as _l
+
 from survey.audit.chain import record
 from survey.core.errors import InvalidState
 from survey.core.types import utcnow
+from survey.web import LABELS
 
 #: state → the states it may go to (DESIGN.md, "Claim states")
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -34,9 +37,11 @@ def transition(claim, to: str, *, actor, reason: str = "", decided_by=None, data
     """Move ``claim`` to ``to`` or raise ClaimTransitionRefused; records the audit event."""
     if to not in TRANSITIONS.get(claim.state, ()):
         raise ClaimTransitionRefused(
-            f"A claim that is {claim.state} cannot become {to}.", state_from=claim.state, state_to=to)
+            _l("A claim that is %(state)s cannot become %(to)s.", state=LABELS.get(claim.state, claim.state),
+               to=LABELS.get(to, to)),
+            state_from=claim.state, state_to=to)
     if to == "revoked" and not reason.strip():
-        raise ClaimTransitionRefused("Revoking a proven claim needs a reason.", state_from=claim.state,
+        raise ClaimTransitionRefused(_l("Revoking a proven claim needs a reason."), state_from=claim.state,
                                      state_to=to)
     before = claim.state
     claim.state = to

@@ -29,7 +29,7 @@ def create_user_command(email: str, role: str, name: str) -> None:
     try:
         user = create_user(email, password, role, name=name)
     except ServiceError as exc:
-        raise click.ClickException(exc.message) from exc
+        raise click.ClickException(str(exc)) from exc  # the English text
     db.session.commit()
     click.echo(f"Created {user.role} {user.email}")
 

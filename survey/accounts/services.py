@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from survey.accounts.models import ROLE_VALUES, ApiKey, User
@@ -25,18 +26,19 @@ def normalise_email(email: str) -> str:
 
 def check_password_policy(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise ValidationFailed(f"A password needs at least {MIN_PASSWORD_LENGTH} characters.")
+        raise ValidationFailed(_l("A password needs at least %(num)d characters.", num=MIN_PASSWORD_LENGTH))
 
 
 def create_user(email: str, password: str, role: str, name: str = "") -> User:
     email = normalise_email(email)
     if role not in ROLE_VALUES:
-        raise ValidationFailed(f"Unknown role {role!r}; use one of {', '.join(ROLE_VALUES)}.")
+        raise ValidationFailed(_l("Unknown role “%(role)s”; use one of %(roles)s.",
+                                  role=role, roles=", ".join(ROLE_VALUES)))
     if "@" not in email:
-        raise ValidationFailed(f"{email!r} is not an email address.")
+        raise ValidationFailed(_l("“%(email)s” is not an email address.", email=email))
     check_password_policy(password)
     if db.session.scalar(select(User.id).where(User.email == email)) is not None:
-        raise ValidationFailed(f"A user with the email {email} already exists.")
+        raise ValidationFailed(_l("A user with the email %(email)s already exists.", email=email))
     user = User(email=email, name=name, role=role, password_hash=_hasher.hash(password))
     db.session.add(user)
     db.session.flush()

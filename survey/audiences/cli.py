@@ -24,7 +24,7 @@ def import_command(file: Path, kind: str) -> None:
     try:
         report = import_audience(file.read_bytes(), kind)
     except ServiceError as exc:
-        raise click.ClickException(exc.message) from exc
+        raise click.ClickException(str(exc)) from exc  # the English text
     db.session.commit()
     click.echo(f"created {report.created}, updated {report.updated}, "
                f"rejected {len(report.rejected)}")

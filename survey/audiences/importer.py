@@ -7,6 +7,9 @@ an admin can act on. It never raises on file content: whatever is wrong becomes 
 What is stored is shown on web pages and exported to spreadsheets, so a row is refused when
 a cell could run as a spreadsheet formula or carries markup; nothing is escaped or rewritten
 behind the admin's back.
+
+Reasons are lazy texts (``survey.core.i18n``): the import page reads them in the admin's
+language, the API and the CLI in English (as does anything outside a Flask app).
 """
 from __future__ import annotations
 
@@ -20,6 +23,9 @@ from datetime import date
 from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
+from flask_babel import lazy_gettext as _l
+
+from survey.core.i18n import LazyText, as_text, lazy_join
 
 #: Longest name we store (the columns are String(200)); longest attribute value we accept.
 MAX_NAME_LENGTH = 200
@@ -80,7 +86,11 @@ class ParsedRow:
 class Rejection:
     #: physical line number in the file; the header is line 1
     line: int
-    reason: str
+    #: translated when read
+    reason: LazyText
+
+    def __post_init__(self):
+        object.__setattr__(self, "reason", as_text(self.reason))
 
 
 @dataclass
@@ -88,7 +98,7 @@ class ParseResult:
     rows: list[ParsedRow] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
     #: why no row at all could be read (not text, empty, no email column); None if rows could
-    unreadable: str | None = None
+    unreadable: LazyText | None = None
 
 
 @dataclass(frozen=True)
@@ -108,7 +118,7 @@ def parse_audience(
     """Parse an audience file; see the module docstring."""
     result = ParseResult()
     text, problem = _decode(data)
-    if problem:
+    if problem is not None:
         result.rejected.append(Rejection(1, problem))
         result.unreadable = problem
         return result
@@ -126,7 +136,7 @@ def parse_audience(
             break
         except csv.Error as exc:
             result.rejected.append(
-                Rejection(line, f"unreadable CSV ({exc}); the rest of the file was not read")
+                Rejection(line, _l("unreadable CSV (%(error)s); the rest of the file was not read", error=str(exc)))
             )
             break
         last_line = reader.line_num
@@ -141,15 +151,15 @@ def parse_audience(
             continue
         row, reasons = _parse_row(line, cells, columns, default_locale, default_timezone)
         if row is not None and row.email in seen:
-            reasons.append(f"duplicate of line {seen[row.email]} (same email)")
+            reasons.append(_l("duplicate of line %(line)d (same email)", line=seen[row.email]))
         if reasons:
-            result.rejected.append(Rejection(line, "; ".join(reasons)))
+            result.rejected.append(Rejection(line, lazy_join("; ", reasons)))
         else:
             seen[row.email] = line
             result.rows.append(row)
 
     if columns is None:
-        result.rejected.append(Rejection(1, "the file is empty: no header line and no rows"))
+        result.rejected.append(Rejection(1, _l("the file is empty: no header line and no rows")))
         result.unreadable = result.rejected[-1].reason
     return result
 
@@ -157,17 +167,17 @@ def parse_audience(
 # --- reading the file -------------------------------------------------------------------
 
 
-def _decode(data: bytes) -> tuple[str, str | None]:
+def _decode(data: bytes) -> tuple[str, LazyText | None]:
     """The file's text, or a reason it cannot be read as text."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         # Excel's "Unicode text" export is UTF-16 with a byte order mark.
         try:
             return data.decode("utf-16"), None
         except UnicodeDecodeError:
-            return "", "the file claims to be UTF-16 but cannot be decoded"
+            return "", as_text(_l("the file claims to be UTF-16 but cannot be decoded"))
     if data.startswith(_SPREADSHEET_MAGIC):
-        return "", ("the file is not text (an Excel workbook?): "
-                    "save it as CSV (UTF-8) and import that file")
+        return "", as_text(_l("the file is not text (an Excel workbook?): "
+                              "save it as CSV (UTF-8) and import that file"))
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -175,9 +185,9 @@ def _decode(data: bytes) -> tuple[str, str | None]:
         try:
             text = data.decode("cp1252")
         except UnicodeDecodeError:
-            return "", "the file is neither UTF-8 nor Windows-1252 text: save it as CSV (UTF-8)"
+            return "", as_text(_l("the file is neither UTF-8 nor Windows-1252 text: save it as CSV (UTF-8)"))
     if not text.strip():
-        return "", "the file is empty: no header line and no rows"
+        return "", as_text(_l("the file is empty: no header line and no rows"))
     return text, None
 
 
@@ -241,10 +251,10 @@ def _unique_key(key: str, used: set[str]) -> str:
     return candidate
 
 
-def _no_email_reason(header: list[str]) -> str:
+def _no_email_reason(header: list[str]):
     names = ", ".join(f"'{_clean(h)}'" for h in header if _clean(h))
-    return (f"no email column found in the header ({names}); "
-            "name one column Email, E-mail or Courriel")
+    return _l("no email column found in the header (%(names)s); name one column Email, E-mail or Courriel",
+              names=names)
 
 
 # --- one row ----------------------------------------------------------------------------
@@ -252,12 +262,13 @@ def _no_email_reason(header: list[str]) -> str:
 
 def _parse_row(
     line: int, cells: list[str], columns: list[Column], default_locale: str, default_timezone: str
-) -> tuple[ParsedRow | None, list[str]]:
-    """The row, or ``None`` and the reasons it cannot be stored."""
+) -> tuple[ParsedRow | None, list]:
+    """The row, or ``None`` and the reasons (lazy texts) it cannot be stored."""
     if not _has_right_width(cells, len(columns)):
-        return None, [f"wrong number of columns: {len(cells)} instead of {len(columns)}"]
+        return None, [_l("wrong number of columns: %(found)d instead of %(expected)d",
+                         found=len(cells), expected=len(columns))]
 
-    reasons = [r for column in columns if (r := _unsafe_cell(column, cells[column.index]))]
+    reasons = [r for column in columns if (r := _unsafe_cell(column, cells[column.index])) is not None]
     values = {column.key: _clean(cells[column.index]) for column in columns}
     if reasons:
         return None, reasons
@@ -272,7 +283,7 @@ def _parse_row(
     reasons.extend(problems)
     reasons.extend(_too_long_names(values, columns))
 
-    reasons = [r for r in reasons if r]
+    reasons = [r for r in reasons if r is not None]
     if reasons:
         return None, reasons
     return ParsedRow(
@@ -300,29 +311,29 @@ def _clean(cell: str) -> str:
     return "".join(out).strip()
 
 
-def _unsafe_cell(column: Column, raw: str) -> str | None:
+def _unsafe_cell(column: Column, raw: str):
     """Why this cell must not be stored, if it could run in a spreadsheet or on a page."""
     stripped = raw.lstrip(" ")
     value = _clean(raw)
     if stripped.startswith(FORMULA_STARTS) and not _PLAIN_NUMBER.match(value):
-        return f"value in column '{column.header}' looks like a spreadsheet formula"
+        return _l("value in column '%(column)s' looks like a spreadsheet formula", column=column.header)
     if (column.is_attribute or column.key in NAME_FIELDS) and ("<" in value or ">" in value):
-        return f"value in column '{column.header}' contains markup (< or >)"
+        return _l("value in column '%(column)s' contains markup (< or >)", column=column.header)
     return None
 
 
-def _email(value: str) -> tuple[str, str | None]:
+def _email(value: str) -> tuple[str, object]:
     if not value:
-        return "", "missing email"
+        return "", _l("missing email")
     try:
         normalized = validate_email(value, check_deliverability=False).normalized
     except EmailNotValidError:
-        return "", f"invalid email address '{value}'"
+        return "", _l("invalid email address '%(value)s'", value=value)
     # Lower-cased whole: people type the same address in any case, and we keep one per person.
     return normalized.lower(), None
 
 
-def _locale(value: str, default: str) -> tuple[str, str | None]:
+def _locale(value: str, default: str) -> tuple[str, object]:
     if not value:
         return default, None
     key = _slug(value).replace("_", "-")
@@ -330,7 +341,7 @@ def _locale(value: str, default: str) -> tuple[str, str | None]:
         return LOCALE_ALIASES[key], None
     if match := _LOCALE_WITH_REGION.match(key):
         return match.group(1), None
-    return "", f"unknown language '{value}' (expected fr or en)"
+    return "", _l("unknown language '%(value)s' (expected fr or en)", value=value)
 
 
 @lru_cache(maxsize=1)
@@ -338,53 +349,58 @@ def _timezones() -> dict[str, str]:
     return {name.lower(): name for name in zoneinfo.available_timezones()}
 
 
-def _timezone(value: str, default: str) -> tuple[str, str | None]:
+def _timezone(value: str, default: str) -> tuple[str, object]:
     if not value:
         return default, None
     name = _timezones().get(value.lower())
     if name is None:
-        return "", f"unknown time zone '{value}'"
+        return "", _l("unknown time zone '%(value)s'", value=value)
     return name, None
 
 
-def _attributes(values: dict[str, str], columns: list[Column]) -> tuple[dict[str, str], list[str]]:
+def _attributes(values: dict[str, str], columns: list[Column]) -> tuple[dict[str, str], list]:
     """The non-empty attribute cells; empty ones are left out so they erase nothing."""
     attributes: dict[str, str] = {}
-    problems: list[str] = []
+    problems: list = []
     for column in columns:
         value = values[column.key]
         if not column.is_attribute or not value:
             continue
         if len(value) > MAX_ATTRIBUTE_LENGTH:
-            problems.append(f"value in column '{column.header}' is too long "
-                            f"(more than {MAX_ATTRIBUTE_LENGTH} characters)")
+            problems.append(_too_long(column, MAX_ATTRIBUTE_LENGTH))
             continue
         if column.key in DATE_ATTRIBUTES:
             value, problem = _iso_date(value, column.header)
-            if problem:
+            if problem is not None:
                 problems.append(problem)
                 continue
         attributes[column.key] = value
     return attributes, problems
 
 
-def _too_long_names(values: dict[str, str], columns: list[Column]) -> list[str]:
+def _too_long_names(values: dict[str, str], columns: list[Column]) -> list:
     return [
-        f"value in column '{c.header}' is too long (more than {MAX_NAME_LENGTH} characters)"
+        _too_long(c, MAX_NAME_LENGTH)
         for c in columns
         if c.key in NAME_FIELDS and len(values[c.key]) > MAX_NAME_LENGTH
     ]
 
 
-def _iso_date(value: str, header: str) -> tuple[str, str | None]:
+def _too_long(column: Column, limit: int):
+    return _l("value in column '%(column)s' is too long (more than %(max)d characters)",
+              column=column.header, max=limit)
+
+
+def _iso_date(value: str, header: str) -> tuple[str, object]:
     """``05/11/2025``, ``05-11-2025``, ``05.11.2025`` or ``2025-11-05`` -> ``2025-11-05``."""
     if match := _ISO_DATE.match(value):
         year, month, day = match.groups()
     elif match := _DAY_FIRST.match(value):
         day, _, month, year = match.groups()
     else:
-        return "", f"date '{value}' in column '{header}' is not a date (expected DD/MM/YYYY)"
+        return "", _l("date '%(value)s' in column '%(column)s' is not a date (expected DD/MM/YYYY)",
+                      value=value, column=header)
     try:
         return date(int(year), int(month), int(day)).isoformat(), None
     except ValueError:
-        return "", f"impossible date '{value}' in column '{header}'"
+        return "", _l("impossible date '%(value)s' in column '%(column)s'", value=value, column=header)

@@ -11,11 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import current_app
+from flask_babel import force_locale
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import ColumnElement, Select, func, insert, select, update
 
 from survey.audiences.importer import ParsedRow, parse_audience
 from survey.audiences.models import KINDS, Stakeholder
 from survey.core.errors import ValidationFailed
+from survey.core.i18n import LazyText
 from survey.core.types import utcnow
 from survey.extensions import db
 
@@ -25,15 +28,21 @@ CHUNK_SIZE = 500
 
 @dataclass
 class ImportReport:
+    """What an import did. The reasons are lazy texts: the import page reads them in the
+    admin's language; ``as_dict`` (the API's report) gives them in English."""
+
     created: int = 0
     updated: int = 0
     #: ``{"line": n, "reason": "…"}`` for every line that was not stored
     rejected: list[dict] = field(default_factory=list)
     #: why the file as a whole could not be read, if it could not (then nothing was stored)
-    unreadable: str | None = None
+    unreadable: LazyText | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"created": self.created, "updated": self.updated, "rejected": list(self.rejected)}
+        """The report as plain JSON, in English."""
+        with force_locale("en"):
+            rejected = [{"line": r["line"], "reason": str(r["reason"])} for r in self.rejected]
+        return {"created": self.created, "updated": self.updated, "rejected": rejected}
 
 
 def import_audience(data: bytes, kind: str) -> ImportReport:
@@ -80,7 +89,8 @@ def audience_size(kind: str, filters: dict[str, Any]) -> int:
 def _check_kind(kind: str) -> None:
     if kind not in KINDS:
         raise ValidationFailed(
-            f"Unknown audience kind {kind!r}; use one of {', '.join(KINDS)}.", kind=kind
+            _l("Unknown audience kind “%(kind)s”; use one of %(kinds)s.", kind=kind, kinds=", ".join(KINDS)),
+            kind=kind,
         )
 
 

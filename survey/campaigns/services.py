@@ -11,6 +11,7 @@ from datetime import datetime, time, timedelta
 
 import isodate
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import case, func, insert, literal, select, update
 
 from survey.audiences.models import KINDS, Stakeholder
@@ -22,6 +23,7 @@ from survey.core.types import UTCDateTime, utcnow
 from survey.extensions import db
 from survey.mail.models import OutboxMessage
 from survey.questionnaires.models import Questionnaire
+from survey.web import LABELS
 
 #: status → the statuses it may go to
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -45,7 +47,9 @@ def transition(campaign: Campaign, to: str) -> None:
     """Move ``campaign`` to ``to`` or refuse; the one place a campaign's status is set."""
     if to not in TRANSITIONS[campaign.status]:
         raise CampaignTransitionRefused(
-            f"A {campaign.status} campaign cannot become {to}.", status_from=campaign.status, status_to=to
+            _l("A %(status)s campaign cannot become %(to)s.", status=LABELS.get(campaign.status, campaign.status),
+               to=LABELS.get(to, to)),
+            status_from=campaign.status, status_to=to
         )
     now = utcnow()
     campaign.status = to
@@ -66,16 +70,17 @@ def parse_reminders(reminders: list[str] | None) -> list[str]:
         try:
             duration = isodate.parse_duration(str(text).strip())
         except (isodate.ISO8601Error, ValueError):
-            raise ValidationFailed(f"{text!r} is not an ISO 8601 duration such as P3D or PT12H.",
+            raise ValidationFailed(_l("“%(text)s” is not an ISO 8601 duration such as P3D or PT12H.", text=text),
                                    field="reminders") from None
         if isinstance(duration, isodate.Duration):  # months or years: no fixed length
-            raise ValidationFailed(f"{text!r}: use days, hours, minutes or seconds, not months or years.",
-                                   field="reminders")
+            raise ValidationFailed(
+                _l("“%(text)s”: use days, hours, minutes or seconds, not months or years.", text=text),
+                field="reminders")
         if duration <= timedelta(0):
-            raise ValidationFailed(f"{text!r} must be after the invitation.", field="reminders")
+            raise ValidationFailed(_l("“%(text)s” must be after the invitation.", text=text), field="reminders")
         parsed.append((duration, str(text).strip()))
     if len({d for d, _ in parsed}) != len(parsed):
-        raise ValidationFailed("Two reminders have the same delay.", field="reminders")
+        raise ValidationFailed(_l("Two reminders have the same delay."), field="reminders")
     return [text for _, text in sorted(parsed)]
 
 
@@ -91,10 +96,10 @@ def parse_quiet_hours(text: str | None) -> tuple[time, time] | None:
         start = time(int(match.group(1)), int(match.group(2)))
         end = time(int(match.group(3)), int(match.group(4)))
     except ValueError:
-        raise ValidationFailed(f"{text!r}: write quiet hours as HH:MM-HH:MM, e.g. 20:00-08:00.",
+        raise ValidationFailed(_l("“%(text)s”: write quiet hours as HH:MM-HH:MM, e.g. 20:00-08:00.", text=text),
                                field="quiet_hours") from None
     if start == end:
-        raise ValidationFailed("Quiet hours must start and end at different times.", field="quiet_hours")
+        raise ValidationFailed(_l("Quiet hours must start and end at different times."), field="quiet_hours")
     return start, end
 
 
@@ -117,34 +122,65 @@ def create_campaign(
 ) -> Campaign:
     """A draft campaign. ``quiet_hours``: (start, end) local times with no reminders,
     None for none, or the configured default."""
-    name = (name or "").strip()
-    if not name:
-        raise ValidationFailed("A campaign needs a name.", field="name")
-    if audience_kind not in KINDS:
-        raise ValidationFailed(f"Audience kind must be one of {', '.join(KINDS)}.", field="audience")
-    if questionnaire.kind != audience_kind:
-        raise ValidationFailed(
-            f"Questionnaire {questionnaire.slug} is written for {questionnaire.kind} audiences, "
-            f"not {audience_kind}.", field="questionnaire_id")
-    if privacy not in PRIVACY_MODES:
-        raise ValidationFailed(f"Privacy must be one of {', '.join(PRIVACY_MODES)}.", field="privacy")
-    for field, moment in (("send_at", send_at), ("closes_at", closes_at)):
-        if moment.tzinfo is None:
-            raise ValidationFailed("Times need a time zone offset.", field=field)
-    if closes_at <= send_at:
-        raise ValidationFailed("The campaign must close after it is sent.", field="closes_at")
-    filters = {str(k): str(v) for k, v in (audience_filters or {}).items()}
-    campaign = Campaign(
-        name=name[:200], questionnaire=questionnaire, audience_kind=audience_kind,
-        audience_filters=filters, privacy=privacy, send_at=send_at, closes_at=closes_at,
-        reminders=parse_reminders(reminders), created_by_id=getattr(created_by, "id", None),
-    )
-    if quiet_hours == "default":
-        quiet_hours = default_quiet_hours()
-    campaign.quiet_hours_start, campaign.quiet_hours_end = quiet_hours or (None, None)
+    campaign = Campaign(created_by_id=getattr(created_by, "id", None))
+    _apply_settings(campaign, name=name, questionnaire=questionnaire, audience_kind=audience_kind,
+                    audience_filters=audience_filters, privacy=privacy, send_at=send_at,
+                    closes_at=closes_at, reminders=reminders, quiet_hours=quiet_hours)
     db.session.add(campaign)
     db.session.flush()
     return campaign
+
+
+def campaign_settings(campaign: Campaign) -> dict:
+    """What an admin chose for a campaign, as ``create_campaign`` takes it."""
+    quiet = ((campaign.quiet_hours_start, campaign.quiet_hours_end)
+             if campaign.quiet_hours_start is not None else None)
+    return {"name": campaign.name, "questionnaire": campaign.questionnaire,
+            "audience_kind": campaign.audience_kind, "audience_filters": dict(campaign.audience_filters or {}),
+            "privacy": campaign.privacy, "send_at": campaign.send_at, "closes_at": campaign.closes_at,
+            "reminders": list(campaign.reminders or []), "quiet_hours": quiet}
+
+
+def update_campaign(campaign: Campaign, **changes) -> None:
+    """Change some of a draft's settings (``create_campaign``'s names); the rest stay.
+    Once scheduled, a campaign must go back to draft first."""
+    if campaign.status != "draft":
+        raise InvalidState(_l("Only a draft can be changed: unschedule the campaign first."),
+                           status=campaign.status)
+    unknown = set(changes) - set(campaign_settings(campaign))
+    if unknown:
+        raise ValidationFailed(_l("Unknown campaign settings: %(names)s.", names=", ".join(sorted(unknown))))
+    _apply_settings(campaign, **{**campaign_settings(campaign), **changes})
+
+
+def _apply_settings(campaign: Campaign, *, name, questionnaire, audience_kind, audience_filters, privacy,
+                    send_at, closes_at, reminders, quiet_hours) -> None:
+    """Check every setting, then write them all (nothing is written if one is wrong)."""
+    name = (name or "").strip()
+    if not name:
+        raise ValidationFailed(_l("A campaign needs a name."), field="name")
+    if audience_kind not in KINDS:
+        raise ValidationFailed(_l("Audience kind must be one of %(kinds)s.", kinds=", ".join(KINDS)), field="audience")
+    if questionnaire.kind != audience_kind:
+        raise ValidationFailed(
+            _l("Questionnaire %(slug)s is written for %(kind)s audiences, not %(audience_kind)s.",
+               slug=questionnaire.slug, kind=questionnaire.kind, audience_kind=audience_kind),
+            field="questionnaire_id")
+    if privacy not in PRIVACY_MODES:
+        raise ValidationFailed(_l("Privacy must be one of %(modes)s.", modes=", ".join(PRIVACY_MODES)), field="privacy")
+    for field, moment in (("send_at", send_at), ("closes_at", closes_at)):
+        if moment.tzinfo is None:
+            raise ValidationFailed(_l("Times need a time zone offset."), field=field)
+    if closes_at <= send_at:
+        raise ValidationFailed(_l("The campaign must close after it is sent."), field="closes_at")
+    reminders = parse_reminders(reminders)
+    if quiet_hours == "default":
+        quiet_hours = default_quiet_hours()
+    campaign.name, campaign.questionnaire, campaign.audience_kind = name[:200], questionnaire, audience_kind
+    campaign.audience_filters = {str(k): str(v) for k, v in (audience_filters or {}).items()}
+    campaign.privacy, campaign.send_at, campaign.closes_at = privacy, send_at, closes_at
+    campaign.reminders = reminders
+    campaign.quiet_hours_start, campaign.quiet_hours_end = quiet_hours or (None, None)
 
 
 def audience_query(campaign: Campaign):
@@ -165,9 +201,9 @@ def schedule_campaign(campaign: Campaign) -> None:
     from workflows.tasks import start_campaign
 
     if campaign.status == "draft" and campaign.closes_at <= utcnow():
-        raise ValidationFailed("This campaign's closing time has passed; change it before scheduling.")
+        raise ValidationFailed(_l("This campaign's closing time has passed; change it before scheduling."))
     if campaign.status == "draft" and audience_count(campaign) == 0:
-        raise ValidationFailed("No one in the audience can be emailed: import people or change the filters.")
+        raise ValidationFailed(_l("No one in the audience can be emailed: import people or change the filters."))
     transition(campaign, "scheduled")
     freeze_questionnaire(campaign.questionnaire)
     if campaign.send_at <= utcnow():

@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Iterable
 
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import and_, func, select
 
 from survey.accounts.models import User
@@ -23,6 +24,7 @@ from survey.core.errors import InvalidState, NotFound, PermissionDenied, Validat
 from survey.core.tokens import derive_token, hash_token
 from survey.core.types import utcnow
 from survey.extensions import db
+from survey.web import LABELS
 from workflows.claims import OPEN, transition
 from workflows.policy import Policy
 
@@ -165,21 +167,21 @@ def _round(claim: Claim) -> int:
 def _require_chair(user: User) -> None:
     """The chair's powers are checked here too, not only by the views that call them."""
     if getattr(user, "role", None) != "chair" or not user.active:
-        raise PermissionDenied("Only the committee chair may do this.")
+        raise PermissionDenied(_l("Only the committee chair may do this."))
 
 
 def reassign(claim: Claim, review: Review, *, chair: User, to: User | None = None) -> Review:
     """The chair takes a claim from one reviewer and gives it to ``to`` (or the next eligible)."""
     _require_chair(chair)
     if review.claim_id != claim.id or not review.active:
-        raise InvalidState("That reviewer is not reviewing this claim.")
+        raise InvalidState(_l("That reviewer is not reviewing this claim."))
     if claim.state not in OPEN:
-        raise InvalidState("Only a claim under review can be reassigned.")
+        raise InvalidState(_l("Only a claim under review can be reassigned."))
     if to is not None:
         if to.role != REVIEWER_ROLE or not to.active:
-            raise ValidationFailed("Claims go to committee members only.")
+            raise ValidationFailed(_l("Claims go to committee members only."))
         if to.id not in {u.id for u in eligible_reviewers(claim)}:
-            raise ValidationFailed("That member may not review this claim (claimant, conflict or exclusion).")
+            raise ValidationFailed(_l("That member may not review this claim (claimant, conflict or exclusion)."))
     review.active = False
     record("unassignment", f"claim:{claim.id}", actor=chair, data={"reviewer": review.reviewer_id})
     db.session.flush()
@@ -191,7 +193,7 @@ def reassign(claim: Claim, review: Review, *, chair: User, to: User | None = Non
         return new
     added = assign_reviewers(claim, actor=chair)
     if not added:
-        raise NoReviewerAvailable("No other committee member may review this claim.")
+        raise NoReviewerAvailable(_l("No other committee member may review this claim."))
     return added[0]
 
 
@@ -201,15 +203,16 @@ def record_vote(review: Review, verdict: str, comment: str, *, reviewer: User) -
     """A reviewer's verdict on the claim's current evidence; then the policy decides."""
     claim = review.claim
     if review.reviewer_id != reviewer.id or not review.active:
-        raise NotFound("This claim is not in your queue.")
+        raise NotFound(_l("This claim is not in your queue."))
     if claim.state != "in_review":
-        raise InvalidState(f"This claim is {claim.state}: it takes no vote now.")
+        raise InvalidState(_l("This claim is %(state)s: it takes no vote now.",
+                              state=LABELS.get(claim.state, claim.state)))
     if review.verdict is not None:
-        raise InvalidState("You have already voted on this claim.")
+        raise InvalidState(_l("You have already voted on this claim."))
     if verdict not in ("approve", "reject", "need_evidence", "abstain"):
-        raise ValidationFailed("Choose approve, reject, need evidence or abstain.", field="verdict")
+        raise ValidationFailed(_l("Choose approve, reject, need evidence or abstain."), field="verdict")
     if verdict in ("reject", "need_evidence") and not comment.strip():
-        raise ValidationFailed("Say why, so the respondent and the chair can act on it.", field="comment")
+        raise ValidationFailed(_l("Say why, so the respondent and the chair can act on it."), field="comment")
     review.verdict, review.comment, review.voted_at = verdict, comment.strip(), utcnow()
     record("vote", f"claim:{claim.id}", actor=reviewer, reason=review.comment,
            data={"verdict": verdict, "review": review.id})
@@ -240,7 +243,7 @@ def declare_conflict(review: Review, reason: str, *, reviewer: User) -> None:
     open claims (another outcome of the same answer, an answer to another campaign)."""
     claim = review.claim
     if review.reviewer_id != reviewer.id or not review.active:
-        raise NotFound("This claim is not in your queue.")
+        raise NotFound(_l("This claim is not in your queue."))
     if db.session.scalar(select(Conflict.id).where(Conflict.user_id == reviewer.id,
                                                    Conflict.stakeholder_id == claim.stakeholder_id)) is None:
         db.session.add(Conflict(user_id=reviewer.id, stakeholder_id=claim.stakeholder_id, reason=reason.strip()))
@@ -270,9 +273,9 @@ def chair_decide(claim: Claim, to: str, reason: str, *, chair: User) -> None:
     """The chair settles a claim: proven, rejected or inconclusive, with a reason."""
     _require_chair(chair)
     if to not in ("proven", "rejected", "inconclusive"):
-        raise ValidationFailed("Decide proven, rejected or inconclusive.", field="decision")
+        raise ValidationFailed(_l("Decide proven, rejected or inconclusive."), field="decision")
     if not reason.strip():
-        raise ValidationFailed("A decision by the chair needs a reason.", field="reason")
+        raise ValidationFailed(_l("A decision by the chair needs a reason."), field="reason")
     transition(claim, to, actor=chair, reason=reason.strip(), decided_by=chair)
 
 
@@ -341,7 +344,8 @@ def _content_hash(text: str) -> str:
 def _taking_evidence(claim: Claim) -> None:
     """A decided or withdrawn claim keeps the evidence it was decided on: no more."""
     if claim.state not in OPEN:
-        raise InvalidState(f"This claim is {claim.state}: it takes no more evidence.")
+        raise InvalidState(_l("This claim is %(state)s: it takes no more evidence.",
+                              state=LABELS.get(claim.state, claim.state)))
 
 
 def _evidence_added(claim: Claim, evidence: Evidence, actor) -> Evidence:
@@ -367,7 +371,7 @@ def add_link_evidence(claim: Claim, url: str, *, actor) -> Evidence:
     _taking_evidence(claim)
     url = url.strip()
     if not url.lower().startswith(("https://", "http://")) or len(url) > 2000:
-        raise ValidationFailed("Give a web address starting with https://.", field="url")
+        raise ValidationFailed(_l("Give a web address starting with https://."), field="url")
     return _evidence_added(claim, Evidence(claim=claim, kind="link", source="public link", url=url,
                                            sha256=_content_hash(url)), actor)
 
@@ -376,7 +380,7 @@ def add_contact_evidence(claim: Claim, contact: str, *, actor) -> Evidence:
     _taking_evidence(claim)
     contact = contact.strip()
     if not contact or len(contact) > 1000:
-        raise ValidationFailed("Give the contact's name and an email or phone number.", field="contact")
+        raise ValidationFailed(_l("Give the contact's name and an email or phone number."), field="contact")
     return _evidence_added(claim, Evidence(claim=claim, kind="contact", source="employer contact",
                                            contact=contact, sha256=_content_hash(contact)), actor)
 

@@ -7,8 +7,9 @@ and documented in ``docs/questionnaires.md``. Checking one happens in two steps:
 2. :func:`_semantic_problems` checks what a schema cannot say: ids are unique,
    conditions only look at earlier questions, options fit the question type…
 
-Every problem is reported at once, in plain English, with its location, inside a
-single :class:`ValidationFailed` so that an admin can fix a file in one go.
+Every problem is reported at once, in the reader's language, with its location, inside a
+single :class:`ValidationFailed` so that an admin can fix a file in one go. (The texts the
+schema and jsonschema write, ``x-errors`` and the default messages, stay English.)
 
 Versioning: a questionnaire version is never edited. Uploading a definition for
 an existing slug creates the next version (unless it is identical to the latest
@@ -23,10 +24,13 @@ from functools import lru_cache
 from pathlib import Path
 
 import yaml
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from jsonschema import Draft202012Validator
 from sqlalchemy import and_, func, select
 
 from survey.core.errors import ValidationFailed
+from survey.core.i18n import LazyText, lazy_join
 from survey.core.types import utcnow
 from survey.extensions import db
 from survey.questionnaires.models import Questionnaire
@@ -76,20 +80,20 @@ def parse_definition(raw: bytes | str, filename: str | None = None) -> dict:
     """
     if isinstance(raw, (bytes, bytearray)):
         if len(raw) > MAX_DEFINITION_BYTES:
-            raise ValidationFailed("The questionnaire file is too large (256 kB at most).")
+            raise ValidationFailed(_l("The questionnaire file is too large (256 kB at most)."))
         try:
             text = bytes(raw).decode("utf-8-sig")  # -sig: tolerate a BOM from Windows editors
         except UnicodeDecodeError:
-            raise ValidationFailed("The questionnaire file is not UTF-8 text (JSON or YAML).") from None
+            raise ValidationFailed(_l("The questionnaire file is not UTF-8 text (JSON or YAML).")) from None
     elif isinstance(raw, str):
         text = raw
         if len(text) > MAX_DEFINITION_BYTES:
-            raise ValidationFailed("The questionnaire file is too large (256 kB at most).")
+            raise ValidationFailed(_l("The questionnaire file is too large (256 kB at most)."))
     else:
-        raise ValidationFailed("The questionnaire definition must be JSON or YAML text.")
+        raise ValidationFailed(_l("The questionnaire definition must be JSON or YAML text."))
 
     if not text.strip():
-        raise ValidationFailed("The questionnaire file is empty.")
+        raise ValidationFailed(_l("The questionnaire file is empty."))
 
     name = (filename or "").lower()
     if name.endswith((".yaml", ".yml")):
@@ -103,16 +107,18 @@ def parse_definition(raw: bytes | str, filename: str | None = None) -> dict:
             except ValidationFailed:
                 # Neither worked: report the error of the format it most looks like.
                 if name.endswith(".json") or text.lstrip().startswith(("{", "[")):
-                    raise ValidationFailed(f"The file is not valid JSON: {_json_error(exc)}") from None
+                    raise ValidationFailed(_l("The file is not valid JSON: %(problem)s",
+                                              problem=_json_error(exc))) from None
                 raise
     return validate_definition(data)
 
 
-def _json_error(exc: Exception) -> str:
-    if isinstance(exc, json.JSONDecodeError):
-        return f"{exc.msg} (line {exc.lineno}, column {exc.colno})"
+def _json_error(exc: Exception):
+    if isinstance(exc, json.JSONDecodeError):  # the json module's words, our position
+        return _l("%(problem)s (line %(line)d, column %(column)d)", problem=exc.msg, line=exc.lineno,
+                  column=exc.colno)
     if isinstance(exc, RecursionError):
-        return "it is nested too deeply"
+        return _l("it is nested too deeply")
     return str(exc)[:200]  # e.g. a number too long to convert
 
 
@@ -126,7 +132,7 @@ class _NoAliasLoader(yaml.SafeLoader):
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
-            raise ValidationFailed("The YAML file uses aliases (*name); write the values out in full.")
+            raise ValidationFailed(_l("The YAML file uses aliases (*name); write the values out in full."))
         return super().compose_node(parent, index)
 
 
@@ -134,23 +140,26 @@ def _load_yaml(text: str):
     try:
         return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.reader.ReaderError:
-        raise ValidationFailed("The file is not valid YAML: it contains control characters (is it binary?).") from None
+        raise ValidationFailed(
+            _l("The file is not valid YAML: it contains control characters (is it binary?).")) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or "it cannot be read"
-        raise ValidationFailed(f"The file is not valid YAML: {problem}{where}") from None
+        problem = getattr(exc, "problem", None) or _l("it cannot be read")  # PyYAML's words, or ours
+        if mark:
+            raise ValidationFailed(_l("The file is not valid YAML: %(problem)s (line %(line)d, column %(column)d)",
+                                      problem=problem, line=mark.line + 1, column=mark.column + 1)) from None
+        raise ValidationFailed(_l("The file is not valid YAML: %(problem)s", problem=problem)) from None
     except RecursionError:
-        raise ValidationFailed("The YAML file is nested too deeply.") from None
+        raise ValidationFailed(_l("The YAML file is nested too deeply.")) from None
     except ValidationFailed:
         raise
     except Exception:  # noqa: BLE001
         # PyYAML's constructors let plain errors through on odd values
         # (ValueError for "2024-13-45" or a 5000-digit number…).
-        raise ValidationFailed(
+        raise ValidationFailed(_l(
             "The file is not valid YAML: a value cannot be read (an impossible date, a huge number…); "
             "put it in quotes if it is text."
-        ) from None
+        )) from None
 
 
 # ------------------------------------------------------------------------ validation
@@ -169,43 +178,47 @@ def validate_definition(definition) -> dict:
     structurally valid definition, since they rely on its shape.
     """
     if not isinstance(definition, dict):
-        raise ValidationFailed(
+        raise ValidationFailed(_l(
             "The questionnaire definition must be a mapping (a JSON object) with slug, kind, title and questions."
-        )
+        ))
     # A JSON round trip gives a detached copy and refuses what JSON cannot hold:
     # YAML dates or binary values, NaN or infinity.
     try:
         definition = json.loads(json.dumps(definition, allow_nan=False))
     except (TypeError, ValueError):
-        raise ValidationFailed(
+        raise ValidationFailed(_l(
             "The questionnaire definition holds values JSON cannot represent (a date, binary data, "
             "NaN or infinity); put dates and similar values in quotes."
-        ) from None
+        )) from None
     except RecursionError:
-        raise ValidationFailed("The questionnaire definition is nested too deeply.") from None
+        raise ValidationFailed(_l("The questionnaire definition is nested too deeply.")) from None
 
     try:
         problems = _schema_problems(definition)
         if not problems:
             problems = _semantic_problems(definition)
     except RecursionError:  # conditions nested hundreds of levels deep
-        raise ValidationFailed("The questionnaire definition is nested too deeply.") from None
+        raise ValidationFailed(_l("The questionnaire definition is nested too deeply.")) from None
     if problems:
-        count = len(problems)
-        message = (
-            f"The questionnaire definition has {count} problem{'s' if count > 1 else ''}:\n"
-            + "\n".join(f"- {p}" for p in problems)
-        )
+        # "…has 2 problems:\n- first\n- second", put together when read, in the reader's language
+        message = lazy_join("\n- ", [LazyText(_problems_heading, len(problems)), *problems])
         raise ValidationFailed(message, problems=problems)
     return definition
 
 
-def _schema_problems(definition: dict) -> list[str]:
+def _problems_heading(count: int) -> str:
+    """Called when the message is read (a lazy ``ngettext``)."""
+    return ngettext("The questionnaire definition has %(num)d problem:",
+                    "The questionnaire definition has %(num)d problems:", count)
+
+
+def _schema_problems(definition: dict) -> list:
     # In document order: questions[2] before questions[10].
     errors = sorted(_validator().iter_errors(definition), key=lambda e: _path_key(e.absolute_path))
     problems = []
     for error in errors:
-        problem = f"{_location(definition, list(error.absolute_path))}: {_describe(error)}"
+        problem = _l("%(where)s: %(problem)s", where=_location(definition, list(error.absolute_path)),
+                     problem=_describe(error))
         if problem not in problems:
             problems.append(problem)
     return problems
@@ -215,30 +228,30 @@ def _path_key(path) -> list:
     return [(0, part, "") if isinstance(part, int) else (1, 0, str(part)) for part in path]
 
 
-def _describe(error) -> str:
-    """jsonschema's message, reworded where the default is unclear."""
+def _describe(error):
+    """jsonschema's message, reworded (and translated) where the default is unclear."""
     custom = error.schema.get("x-errors", {}) if isinstance(error.schema, dict) else {}
     if error.validator in custom:
         return custom[error.validator]
     if error.validator == "required":
         missing = [key for key in error.validator_value if key not in error.instance]
-        return "missing " + ", ".join(repr(key) for key in missing)
+        return _l("missing %(keys)s", keys=", ".join(repr(key) for key in missing))
     if error.validator == "additionalProperties":
         known = error.schema.get("properties", {})
         unknown = [key for key in error.instance if key not in known]
-        return "unknown key " + ", ".join(repr(key) for key in unknown) + " (check the spelling)"
+        return _l("unknown key %(keys)s (check the spelling)", keys=", ".join(repr(key) for key in unknown))
     if error.validator == "enum":
         allowed = ", ".join(str(value) for value in error.validator_value)
-        return f"{error.instance!r} is not allowed; use one of: {allowed}"
+        return _l("%(value)s is not allowed; use one of: %(allowed)s", value=repr(error.instance), allowed=allowed)
     if error.validator == "const":
-        return f"must be {json.dumps(error.validator_value)}"
+        return _l("must be %(value)s", value=json.dumps(error.validator_value))
     return error.message
 
 
-def _location(definition: dict, path: list) -> str:
+def _location(definition: dict, path: list):
     """``questions[3] (employer).options[0].label`` from a JSON path."""
     if not path:
-        return "definition"
+        return _l("definition")
     text = ""
     node = definition
     for index, part in enumerate(path):
@@ -260,9 +273,9 @@ def _question_location(index: int, question: dict) -> str:
     return f"questions[{index}] ({question['id']})"
 
 
-def _semantic_problems(definition: dict) -> list[str]:
+def _semantic_problems(definition: dict) -> list:
     """The rules the schema cannot express; the definition is structurally valid."""
-    problems: list[str] = []
+    problems: list = []
     earlier: dict[str, dict] = {}  # id → question, for the questions seen so far
     all_ids = {q["id"] for q in definition["questions"]}
     for index, question in enumerate(definition["questions"]):
@@ -270,42 +283,49 @@ def _semantic_problems(definition: dict) -> list[str]:
         qid, qtype = question["id"], question["type"]
 
         if qid in earlier:
-            problems.append(f"{where}: the id '{qid}' is already used by an earlier question")
+            problems.append(_l("%(where)s: the id '%(id)s' is already used by an earlier question",
+                               where=where, id=qid))
         if qid in RESERVED_IDS:
-            problems.append(f"{where}: the id '{qid}' is reserved by the respondent form; choose another")
+            problems.append(_l("%(where)s: the id '%(id)s' is reserved by the respondent form; choose another",
+                               where=where, id=qid))
 
         for key, types in KEYS_BY_TYPE.items():
             if key in question and qtype not in types:
-                problems.append(f"{where}: '{key}' does not apply to a {qtype} question")
+                problems.append(_l("%(where)s: '%(key)s' does not apply to a %(type)s question",
+                                   where=where, key=key, type=qtype))
 
         if qtype in CHOICE_TYPES:
             if "options" not in question:
-                problems.append(f"{where}: a {qtype} question needs 'options'")
+                problems.append(_l("%(where)s: a %(type)s question needs 'options'", where=where, type=qtype))
             else:
                 seen = set()
                 for value in (option["value"] for option in question["options"]):
                     if value in seen:
-                        problems.append(f"{where}: the option value '{value}' appears more than once")
+                        problems.append(_l("%(where)s: the option value '%(value)s' appears more than once",
+                                           where=where, value=value))
                     seen.add(value)
 
         if "min" in question and "max" in question:
             low, high = question["min"], question["max"]
             if qtype == "scale" and low >= high:
-                problems.append(f"{where}: a scale needs min < max (got min {low}, max {high})")
+                problems.append(_l("%(where)s: a scale needs min < max (got min %(low)s, max %(high)s)",
+                                   where=where, low=low, high=high))
             elif qtype == "scale" and high - low + 1 > MAX_SCALE_POINTS:
-                problems.append(f"{where}: a scale has at most {MAX_SCALE_POINTS} points (got {low} to {high})")
+                problems.append(_l("%(where)s: a scale has at most %(points)d points (got %(low)s to %(high)s)",
+                                   where=where, points=MAX_SCALE_POINTS, low=low, high=high))
             elif qtype == "number" and low > high:
-                problems.append(f"{where}: min ({low}) is greater than max ({high})")
+                problems.append(_l("%(where)s: min (%(low)s) is greater than max (%(high)s)",
+                                   where=where, low=low, high=high))
 
         if "show_if" in question:
             for problem in _condition_problems(question["show_if"], earlier, all_ids, qid):
-                problems.append(f"{where}: show_if {problem}")
+                problems.append(_l("%(where)s: show_if %(problem)s", where=where, problem=problem))
 
         earlier.setdefault(qid, question)
     return problems
 
 
-def _condition_problems(condition: dict, earlier: dict, all_ids: set, own_id: str) -> list[str]:
+def _condition_problems(condition: dict, earlier: dict, all_ids: set, own_id: str) -> list:
     if "all" in condition or "any" in condition:
         problems = []
         for part in condition.get("all") or condition.get("any"):
@@ -316,17 +336,17 @@ def _condition_problems(condition: dict, earlier: dict, all_ids: set, own_id: st
     target = earlier.get(ref)
     if target is None:
         if ref == own_id:
-            reason = "it is this question itself"
+            reason = _l("it is this question itself")
         elif ref in all_ids:
-            reason = "it comes later"
+            reason = _l("it comes later")
         else:
-            reason = "there is no such question"
-        return [f"refers to '{ref}', which is not an earlier question ({reason})"]
+            reason = _l("there is no such question")
+        return [_l("refers to '%(ref)s', which is not an earlier question (%(reason)s)", ref=ref, reason=reason)]
 
     if target["type"] == "file":
-        return [f"refers to '{ref}', a file question; conditions cannot depend on uploads"]
+        return [_l("refers to '%(ref)s', a file question; conditions cannot depend on uploads", ref=ref)]
     if "equals" in condition and target["type"] == "multi":
-        return [f"uses 'equals' on '{ref}', a multi question; use any_of or none_of"]
+        return [_l("uses 'equals' on '%(ref)s', a multi question; use any_of or none_of", ref=ref)]
 
     if "answered" in condition:
         return []
@@ -337,17 +357,17 @@ def _condition_problems(condition: dict, earlier: dict, all_ids: set, own_id: st
         allowed = [option["value"] for option in target["options"]]
         for value in values:
             if value not in allowed:
-                problems.append(
-                    f"{test} uses {json.dumps(value)}, which is not an option of '{ref}' "
-                    f"(options: {', '.join(allowed)})"
-                )
+                problems.append(_l(
+                    "%(test)s uses %(value)s, which is not an option of '%(ref)s' (options: %(options)s)",
+                    test=test, value=json.dumps(value), ref=ref, options=", ".join(allowed)))
     elif target["type"] == "scale":
         # Scale answers are whole numbers from min to max.
         low, high = target["min"], target["max"]
         points = range(int(low), int(high) + 1)
         for value in values:
             if isinstance(value, bool) or value not in points:
-                problems.append(f"{test} uses {json.dumps(value)}, but '{ref}' is a scale from {low} to {high}")
+                problems.append(_l("%(test)s uses %(value)s, but '%(ref)s' is a scale from %(low)s to %(high)s",
+                                   test=test, value=json.dumps(value), ref=ref, low=low, high=high))
     return problems
 
 

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from importlib import metadata
 
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, insert, select
 
 from config import BASE_DIR
@@ -42,18 +43,18 @@ def publish(user: User, selection: Selection, title: str, *, replaces: ReportSna
             reason: str = "") -> ReportSnapshot:
     """Freeze the report of ``selection`` as a new snapshot (a correction of ``replaces``)."""
     if user.role != "chair":
-        raise PermissionDenied("Only the committee chair publishes reports.")
+        raise PermissionDenied(_l("Only the committee chair publishes reports."))
     title, reason = title.strip(), reason.strip()
     if not title:
-        raise ValidationFailed("Give the report a title.", field="title")
+        raise ValidationFailed(_l("Give the report a title."), field="title")
     if replaces is not None:
         if successor_of(replaces) is not None:
-            raise InvalidState("This version has already been corrected: correct the latest version.")
+            raise InvalidState(_l("This version has already been corrected: correct the latest version."))
         if not reason:
-            raise ValidationFailed("Say what the correction changes and why.", field="reason")
+            raise ValidationFailed(_l("Say what the correction changes and why."), field="reason")
     campaign_ids = selection.campaign_ids()
     if not campaign_ids:
-        raise ValidationFailed("No campaign was sent in this period: there is nothing to publish.")
+        raise ValidationFailed(_l("No campaign was sent in this period: there is nothing to publish."))
 
     slug = secrets.token_urlsafe(12)
     document = build(campaign_ids, selection.breakdowns)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import secrets
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from survey.accounts.models import User
@@ -38,12 +39,12 @@ def draw(seed: str, ids: list[int], size: int) -> list[int]:
 def draw_sample(user: User, snapshot: ReportSnapshot, size: int) -> AuditSample:
     """Draw ``size`` proven claims of ``snapshot`` at random, for the auditor to re-check."""
     if user.role != "auditor":
-        raise PermissionDenied("Only the auditor draws samples.")
+        raise PermissionDenied(_l("Only the auditor draws samples."))
     if not 1 <= size <= MAX_SAMPLE:
-        raise ValidationFailed(f"A sample has from 1 to {MAX_SAMPLE} claims.", field="size")
+        raise ValidationFailed(_l("A sample has from 1 to %(max)d claims.", max=MAX_SAMPLE), field="size")
     ids = population(snapshot)
     if not ids:
-        raise InvalidState("This report has no proven claim to sample.")
+        raise InvalidState(_l("This report has no proven claim to sample."))
     seed = secrets.token_hex(16)
     sample = AuditSample(snapshot_id=snapshot.id, seed=seed, size=min(size, len(ids)), drawn_by_id=user.id,
                          drawn_at=utcnow())
@@ -59,12 +60,12 @@ def draw_sample(user: User, snapshot: ReportSnapshot, size: int) -> AuditSample:
 def check(user: User, item: SampleCheck, verdict: str, note: str) -> None:
     """Record the auditor's re-check of one drawn claim; a claim not confirmed says why."""
     if user.role != "auditor":
-        raise PermissionDenied("Only the auditor checks samples.")
+        raise PermissionDenied(_l("Only the auditor checks samples."))
     if verdict not in CHECK_VERDICTS:
-        raise ValidationFailed("Say whether the evidence confirms the claim.", field="verdict")
+        raise ValidationFailed(_l("Say whether the evidence confirms the claim."), field="verdict")
     note = note.strip()
     if verdict == "not_confirmed" and not note:
-        raise ValidationFailed("Say why the claim is not confirmed.", field="note")
+        raise ValidationFailed(_l("Say why the claim is not confirmed."), field="note")
     before = item.verdict
     item.verdict, item.note, item.checked_at, item.checked_by_id = verdict, note, utcnow(), user.id
     record("sample_checked", f"report:{item.sample.snapshot.slug}", actor=user, from_state=before,

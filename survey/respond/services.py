@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import datetime, time, timezone
 
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select, update
 
 from survey.audiences.models import Stakeholder
@@ -49,9 +50,9 @@ def draft_for(invitation: Invitation) -> Response | None:
 
 def check_open(invitation: Invitation) -> None:
     if invitation.completed_at is not None:
-        raise AlreadySubmitted("You have already answered this survey. Thank you!")
+        raise AlreadySubmitted(_l("You have already answered this survey. Thank you!"))
     if not is_accepting_answers(invitation.campaign):
-        raise CampaignClosed("This survey is closed.")
+        raise CampaignClosed(_l("This survey is closed."))
 
 
 def open_invitation(invitation: Invitation) -> None:
@@ -121,7 +122,7 @@ def submit_response(invitation: Invitation, answers: dict, locale: str) -> Respo
     ).rowcount
     if claimed != 1:
         db.session.rollback()
-        raise AlreadySubmitted("You have already answered this survey. Thank you!")
+        raise AlreadySubmitted(_l("You have already answered this survey. Thank you!"))
     db.session.refresh(invitation)
     response = draft_for(invitation)
     if response is None:

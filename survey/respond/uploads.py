@@ -12,7 +12,7 @@ import secrets
 from pathlib import Path
 
 from flask import current_app
-from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from werkzeug.datastructures import FileStorage
 from werkzeug.utils import secure_filename
 
@@ -41,10 +41,10 @@ def store_upload(upload: FileStorage) -> dict:
     limit = current_app.config["EVIDENCE_MAX_BYTES"]
     data = upload.stream.read(limit + 1)
     if len(data) > limit:
-        raise ValidationFailed(_("The file is larger than %(size)s MB.", size=round(limit / (1024 * 1024), 1)))
+        raise ValidationFailed(_l("The file is larger than %(size)s MB.", size=round(limit / (1024 * 1024), 1)))
     media_type = sniff_type(data[:8])
     if media_type is None:
-        raise ValidationFailed(_("Only PDF, PNG and JPEG files are accepted."))
+        raise ValidationFailed(_l("Only PDF, PNG and JPEG files are accepted."))
     stored_as = secrets.token_hex(16)
     (evidence_dir() / stored_as).write_bytes(data)
     return {
