@@ -6,6 +6,7 @@ from flask_smorest import Blueprint, abort
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from survey.api.auth import api_key_required
+from survey.api.openapi import NO_CAMPAIGN, SECURITY, errors
 from survey.audit.chain import record
 from survey.campaigns.models import Campaign
 from survey.core.routing import MAX_ID
@@ -19,9 +20,11 @@ reports = Blueprint("api_reports", __name__, url_prefix="/api/v1/reports",
 
 class ImpactArgs(Schema):
     campaign = fields.Int(validate=validate.Range(min=1, max=MAX_ID),
-                          metadata={"description": "one campaign"})
-    from_ = fields.Date(data_key="from", metadata={"description": "campaigns sent from this day…"})
-    to = fields.Date(metadata={"description": "…to this day (inclusive)"})
+                          metadata={"description": "One campaign (not with from and to).", "example": 1})
+    from_ = fields.Date(data_key="from", metadata={
+        "description": "Campaigns sent from this day… (with to; not with campaign)", "example": "2024-01-01"})
+    to = fields.Date(metadata={"description": "…to this day, inclusive (with from; not with campaign)",
+                               "example": "2024-12-31"})
     by = fields.List(fields.Str(validate=validate.Regexp(r"^[A-Za-z0-9_\-]{1,60}$")),
                      metadata={"description": "attributes to break down by (default programme, cohort)"})
     format = fields.Str(load_default="json", validate=validate.OneOf(("json", "csv")))
@@ -37,12 +40,62 @@ class ImpactArgs(Schema):
             raise ValidationError("from must not be after to.", "from")
 
 
+class RateOut(Schema):
+    numerator = fields.Int()
+    denominator = fields.Int()
+    value = fields.Float(allow_none=True, metadata={"description": "null when the denominator is 0"})
+    ci95 = fields.List(fields.Float(), allow_none=True, validate=validate.Length(equal=2), metadata={
+        "description": "The 95% Wilson score interval [low, high]; null when the denominator is 0."})
+
+
+class GroupOut(Schema):
+    value = fields.Str()
+    invited = fields.Int()
+    responded = fields.Int()
+    proven_people = fields.Int()
+    suppressed = fields.Str(validate=validate.OneOf(("small", "complementary")), metadata={
+        "description": "Hidden, with no figure: under the threshold, or so that such a group cannot be "
+                       "derived from the others."})
+
+
+class ImpactOut(Schema):
+    """The figures (documentation only: the view returns the report's document as built)."""
+
+    campaigns = fields.List(fields.Int())
+    invited = fields.Int()
+    responded = fields.Int()
+    response_rate = fields.Nested(RateOut)
+    activities = fields.Dict(keys=fields.Str(), values=fields.Int(),
+                             metadata={"description": "activity → respondents (\"unknown\": not said)"})
+    knowledge_rate = fields.Nested(RateOut)
+    career_outcomes_rate = fields.Nested(RateOut)
+    outcomes = fields.Dict(keys=fields.Str(), values=fields.Dict(keys=fields.Str(), values=fields.Int()),
+                           metadata={"description": "outcome type → claims by state"})
+    proven_rate = fields.Nested(RateOut)
+    proven_among_respondents = fields.Nested(RateOut)
+    warnings = fields.List(fields.Str())
+    breakdowns = fields.Dict(keys=fields.Str(), values=fields.List(fields.Nested(GroupOut)),
+                             metadata={"description": "attribute → its groups"})
+    employee = fields.Dict(allow_none=True, metadata={
+        "description": "The employee survey's figures; null without an employee campaign."})
+
+
+FIGURES = "The figures: JSON, or with format=csv a spreadsheet-safe CSV."
+
+
 @reports.route("/impact", methods=["GET"])
 @api_key_required
-@reports.doc(security=[{"bearerAuth": []}])
+@reports.doc(security=SECURITY, operationId="getImpactReport")
 @reports.arguments(ImpactArgs, location="query")
+@reports.alt_response(200, schema=ImpactOut, success=True, description=FIGURES)
+@reports.alt_response(200, schema={"type": "string"}, content_type="text/csv", success=True, description=FIGURES)
+@errors(reports, {404: NO_CAMPAIGN})
 def impact(args):
-    """The figures of one campaign or of a period's campaigns; `format=csv` for a spreadsheet."""
+    """The figures of one campaign or of a period's campaigns; `format=csv` for a spreadsheet.
+
+    Give either `campaign=<id>` or both `from=<day>` and `to=<day>` (no later than
+    `to`): anything else is a 422. A draft campaign is never counted.
+    """
     if "campaign" in args and db.session.get(Campaign, args["campaign"]) is None:
         abort(404, message="No such campaign.")
     selection = Selection(campaign_id=args.get("campaign"), start=args.get("from_"), end=args.get("to"),

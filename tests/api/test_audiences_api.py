@@ -107,3 +107,69 @@ def test_a_file_that_cannot_be_read_at_all_is_a_422_not_a_report(client, auth, b
     payload = response.get_json()
     assert reason in payload["message"] and payload["errors"]["rejected"][0]["line"] == 1
     assert _people() == {}
+
+
+# ------------------------------------------------------------------ the people
+
+PEOPLE = "/api/v1/audiences"
+
+
+def test_people_are_listed_with_everything_known_about_them(client, auth, create_stakeholder):
+    from survey.core.types import utcnow
+
+    create_stakeholder(kind="alumnus", email="ada@example.org", locale="fr", timezone="Asia/Tokyo",
+                       cohort="2024", programme="Data")
+    gone = create_stakeholder(kind="employee", email="grace@example.org")
+    gone.suppressed_at, gone.suppression_reason = utcnow(), "opted_out"
+    db.session.commit()
+
+    response = client.get(PEOPLE, headers=auth)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body = response.get_json()
+    assert (body["page"], body["per_page"], body["total"], body["pages"]) == (1, 50, 2, 1)
+    ada, grace = body["items"]
+    assert ada == {
+        "id": ada["id"], "kind": "alumnus", "email": "ada@example.org", "first_name": "Ada", "last_name": "Lovelace",
+        "locale": "fr", "timezone": "Asia/Tokyo", "attributes": {"cohort": "2024", "programme": "Data"},
+        "suppressed": False, "suppressed_at": None, "suppression_reason": None,
+    }
+    assert grace["kind"] == "employee"
+    assert (grace["suppressed"], grace["suppression_reason"]) == (True, "opted_out") and grace["suppressed_at"]
+
+
+def test_people_are_paginated_in_the_order_they_were_added(client, auth, create_stakeholder):
+    emails = [create_stakeholder(email=f"p{n}@example.org").email for n in range(5)]
+    pages = [client.get(f"{PEOPLE}?per_page=2&page={n}", headers=auth).get_json() for n in (1, 2, 3, 4)]
+    assert [[p["email"] for p in page["items"]] for page in pages] == [emails[0:2], emails[2:4], emails[4:], []]
+    assert {(page["total"], page["pages"]) for page in pages} == {(5, 3)}
+
+
+def test_people_are_filtered_by_kind_and_by_part_of_the_address(client, auth, create_stakeholder):
+    create_stakeholder(kind="alumnus", email="marie.curie@example.org")
+    create_stakeholder(kind="employee", email="pierre.curie@example.org")
+    create_stakeholder(kind="employee", email="alan_turing@example.org")
+
+    def emails(query):
+        body = client.get(f"{PEOPLE}?{query}", headers=auth).get_json()
+        assert body["total"] == len(body["items"])
+        return [p["email"] for p in body["items"]]
+
+    assert emails("kind=employee") == ["pierre.curie@example.org", "alan_turing@example.org"]
+    assert emails("email=CURIE") == ["marie.curie@example.org", "pierre.curie@example.org"]
+    assert emails("kind=employee&email=curie") == ["pierre.curie@example.org"]
+    assert emails("email=n_t") == ["alan_turing@example.org"]  # "_" is a letter here, not a LIKE wildcard
+    assert emails("email=%25") == []
+    assert emails("email=") == emails("")
+
+
+@pytest.mark.parametrize("query", ["kind=robot", "per_page=0", "per_page=101", "page=0", "page=x",
+                                   f"page={10**30}", "email=" + "x" * 321])
+def test_bad_people_queries_give_422(client, auth, query):
+    response = client.get(f"{PEOPLE}?{query}", headers=auth)
+    assert response.status_code == 422, response.get_data(as_text=True)[:300]
+    assert query.split("=")[0] in response.get_json()["message"]
+
+
+def test_people_need_a_key(client):
+    response = client.get(f"{PEOPLE}?per_page=0")
+    assert response.status_code == 401 and "API key" in response.get_json()["message"]

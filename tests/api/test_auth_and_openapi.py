@@ -16,6 +16,13 @@ ROUTES = [
     ("POST", "/api/v1/campaigns"),
     ("POST", "/api/v1/campaigns/1/schedule"),
     ("GET", "/api/v1/campaigns/1"),
+    ("GET", "/api/v1/campaigns"),
+    ("PATCH", "/api/v1/campaigns/1"),
+    ("POST", "/api/v1/campaigns/1/unschedule"),
+    ("GET", "/api/v1/campaigns/1/funnel"),
+    ("GET", "/api/v1/questionnaires/1"),
+    ("POST", "/api/v1/questionnaires?dry_run=true"),
+    ("GET", "/api/v1/audiences"),
 ]
 
 
@@ -102,9 +109,13 @@ def test_openapi_document_lists_every_route_with_bearer_security(client):
     expected = {
         "/api/v1/questionnaires": {"get", "post"},
         "/api/v1/audiences/import": {"post"},
-        "/api/v1/campaigns": {"post"},
+        "/api/v1/campaigns": {"get", "post"},
         "/api/v1/campaigns/{campaign_id}/schedule": {"post"},
-        "/api/v1/campaigns/{campaign_id}": {"get"},
+        "/api/v1/campaigns/{campaign_id}/unschedule": {"post"},
+        "/api/v1/campaigns/{campaign_id}/funnel": {"get"},
+        "/api/v1/campaigns/{campaign_id}": {"get", "patch"},
+        "/api/v1/questionnaires/{questionnaire_id}": {"get"},
+        "/api/v1/audiences": {"get"},
     }
     for path, methods in expected.items():
         assert path in spec["paths"], f"{path} missing from {sorted(spec['paths'])}"
@@ -113,3 +124,69 @@ def test_openapi_document_lists_every_route_with_bearer_security(client):
             assert spec["paths"][path][method].get("security") == [{"bearerAuth": []}], (path, method)
     scheme = spec["components"]["securitySchemes"]["bearerAuth"]
     assert scheme["type"] == "http" and scheme["scheme"] == "bearer"
+
+
+def _spec(client) -> dict:
+    return json.loads(client.get("/api/v1/openapi.json").get_data(as_text=True))
+
+
+def _operations(spec):
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method in ("get", "post", "patch", "put", "delete"):
+                yield path, method, operation
+
+
+def test_every_operation_has_an_id_and_documents_its_errors(client):
+    spec = _spec(client)
+    ids = [operation.get("operationId") for _, _, operation in _operations(spec)]
+    assert all(ids) and len(set(ids)) == len(ids)
+    for path, method, operation in _operations(spec):
+        responses = operation["responses"]
+        assert "401" in responses, (path, method)
+        if "{" in path:
+            assert "404" in responses, (path, method)
+        error = responses["401"]["content"]["application/json"]["schema"]
+        assert error == {"$ref": "#/components/schemas/Error"}
+    campaign = spec["paths"]["/api/v1/campaigns/{campaign_id}"]
+    assert {"404", "409", "422"} <= set(campaign["patch"]["responses"])
+    assert "409" in spec["paths"]["/api/v1/campaigns/{campaign_id}/unschedule"]["post"]["responses"]
+    dry_run = spec["paths"]["/api/v1/questionnaires"]["post"]["responses"]["200"]
+    assert dry_run["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/QuestionnairePreviewOut"}
+
+
+def test_links_lead_from_a_new_campaign_or_questionnaire_to_what_takes_its_id(client):
+    spec = _spec(client)
+    operations = {operation["operationId"]: (path, operation) for path, _, operation in _operations(spec)}
+    created = spec["paths"]["/api/v1/campaigns"]["post"]["responses"]["201"]["links"]
+    assert {link["operationId"] for link in created.values()} == {
+        "getCampaign", "updateCampaign", "scheduleCampaign", "unscheduleCampaign", "listRecipients",
+        "getCampaignFunnel"}
+    for link in created.values():
+        path, _ = operations[link["operationId"]]
+        assert link["parameters"] == {"campaign_id": "$response.body#/id"} and "{campaign_id}" in path
+    questionnaire = spec["paths"]["/api/v1/questionnaires"]["post"]["responses"]["201"]["links"]
+    assert list(questionnaire.values()) == [
+        {"operationId": "getQuestionnaire", "parameters": {"questionnaire_id": "$response.body#/id"}}]
+
+
+def test_the_request_schemas_say_what_the_api_accepts(client):
+    schemas = _spec(client)["components"]["schemas"]
+    new = schemas["CampaignIn"]["properties"]
+    assert new["privacy"]["enum"] == ["identified", "confidential", "anonymous"]
+    assert new["send_at"]["format"] == new["closes_at"]["format"] == "date-time"
+    assert new["reminders"]["items"]["pattern"].startswith("^P")
+    # null or the quiet hours object: not "any object"
+    assert new["quiet_hours"]["anyOf"][1] == {"type": "object", "nullable": True, "enum": [None]}
+    patch = schemas["CampaignPatchIn"]
+    assert "required" not in patch and patch["additionalProperties"] is False
+    assert set(patch["properties"]) == set(new)
+
+
+def test_the_impact_report_documents_its_parameters_and_answers(client):
+    operation = _spec(client)["paths"]["/api/v1/reports/impact"]["get"]
+    parameters = {p["name"]: p for p in operation["parameters"]}
+    assert parameters["campaign"]["schema"]["minimum"] == 1
+    assert parameters["from"]["schema"]["format"] == parameters["to"]["schema"]["format"] == "date"
+    assert "campaign" in operation["description"] and "from" in operation["description"]
+    assert set(operation["responses"]["200"]["content"]) == {"application/json", "text/csv"}

@@ -7,43 +7,16 @@ import pytest
 from sqlalchemy import func, select
 
 from survey.extensions import db
+from tests.api.helpers import CAMPAIGNS as URL
+from tests.api.helpers import assert_json_error, campaign_body, create_campaign, iso
 
-URL = "/api/v1/campaigns"
 COUNT_KEYS = {"invited", "sent", "failed", "opened", "started", "completed"}
-
-
-def _iso(delta: timedelta) -> str:
-    return (datetime.now(timezone.utc) + delta).isoformat()
-
-
-def campaign_body(questionnaire_id, /, **changes):
-    body = {
-        "name": "Alumni 2024, six months on",
-        "questionnaire_id": questionnaire_id,
-        "audience": {"kind": "alumnus", "filters": {"cohort": "2024"}},
-        "privacy": "confidential",
-        "send_at": _iso(timedelta(days=1)),
-        "closes_at": _iso(timedelta(days=30)),
-        "reminders": ["P7D", "P3D"],
-    }
-    body.update(changes)
-    return body
 
 
 def _campaign_count() -> int:
     from survey.campaigns.models import Campaign
 
     return db.session.scalar(select(func.count()).select_from(Campaign))
-
-
-def _assert_json_error(response, status):
-    assert response.status_code == status, response.get_data(as_text=True)[:500]
-    assert response.is_json
-    payload = response.get_json()
-    assert set(payload) >= {"code", "message", "errors"}  # the shape README documents
-    assert payload["code"] == status
-    assert isinstance(payload["message"], str) and payload["message"]
-    return payload
 
 
 @pytest.fixture
@@ -94,7 +67,7 @@ def test_privacy_and_reminders_have_defaults(client, auth, alumni_questionnaire)
 def test_a_missing_field_gives_422_naming_it(client, auth, alumni_questionnaire, field):
     body = campaign_body(alumni_questionnaire.id)
     del body[field]
-    payload = _assert_json_error(client.post(URL, json=body, headers=auth), 422)
+    payload = assert_json_error(client.post(URL, json=body, headers=auth), 422)
     assert field in str(payload["errors"])
     assert f"{field}: Missing data" in payload["message"]
     assert _campaign_count() == 0
@@ -106,7 +79,7 @@ BAD_FIELDS = {
     "not a date": {"send_at": "next tuesday"},
     "before year 1 in UTC": {"send_at": "0001-01-01T00:30:00+01:00"},
     "after year 9999 in UTC": {"closes_at": "9999-12-31T23:59:59-01:00"},
-    "closes before send": {"send_at": _iso(timedelta(days=10)), "closes_at": _iso(timedelta(days=5))},
+    "closes before send": {"send_at": iso(timedelta(days=10)), "closes_at": iso(timedelta(days=5))},
     "closes at send": {"send_at": "2031-03-01T09:00:00+00:00", "closes_at": "2031-03-01T10:00:00+01:00"},
     "unknown questionnaire": {"questionnaire_id": 999_999},
     "questionnaire id as text": {"questionnaire_id": "1"},
@@ -117,6 +90,7 @@ BAD_FIELDS = {
     "bad reminder": {"reminders": ["P3X"]},
     "reminder in months": {"reminders": ["P1M"]},
     "negative reminder": {"reminders": ["-P1D"]},
+    "reminder too long to be a date": {"reminders": ["P99999999999D"]},
     "duplicate reminders": {"reminders": ["P3D", "PT72H"]},
     "reminders not a list": {"reminders": "P3D"},
     "privacy secret": {"privacy": "secret"},
@@ -129,21 +103,21 @@ BAD_FIELDS = {
 @pytest.mark.parametrize("changes", BAD_FIELDS.values(), ids=BAD_FIELDS.keys())
 def test_invalid_campaign_gives_422_json_never_500(client, auth, alumni_questionnaire, changes):
     body = campaign_body(alumni_questionnaire.id, **changes)
-    payload = _assert_json_error(client.post(URL, json=body, headers=auth), 422)
+    payload = assert_json_error(client.post(URL, json=body, headers=auth), 422)
     assert "semantic errors" not in payload["message"]  # says what is wrong, not a generic text
     assert _campaign_count() == 0
 
 
 def test_a_questionnaire_for_employees_cannot_go_to_alumni(client, auth, builtin_questionnaires):
     employee_pulse = builtin_questionnaires["employee-pulse"]
-    payload = _assert_json_error(client.post(URL, json=campaign_body(employee_pulse.id), headers=auth), 422)
+    payload = assert_json_error(client.post(URL, json=campaign_body(employee_pulse.id), headers=auth), 422)
     assert "employee" in payload["message"]
     assert _campaign_count() == 0
 
 
 def test_the_reminder_error_names_the_bad_value(client, auth, alumni_questionnaire):
     body = campaign_body(alumni_questionnaire.id, reminders=["P3D", "P3X"])
-    payload = _assert_json_error(client.post(URL, json=body, headers=auth), 422)
+    payload = assert_json_error(client.post(URL, json=body, headers=auth), 422)
     assert "P3X" in payload["message"]
 
 
@@ -169,14 +143,8 @@ def test_a_body_that_is_not_a_json_object_gives_4xx_json(client, auth, alumni_qu
 
 # ---------------------------------------------------------------- read and schedule
 
-def _create(client, auth, questionnaire_id, **changes) -> int:
-    response = client.post(URL, json=campaign_body(questionnaire_id, **changes), headers=auth)
-    assert response.status_code == 201, response.get_data(as_text=True)
-    return response.get_json()["id"]
-
-
 def test_get_gives_status_and_every_count(client, auth, alumni_questionnaire):
-    campaign_id = _create(client, auth, alumni_questionnaire.id)
+    campaign_id = create_campaign(client, auth, alumni_questionnaire.id)
     response = client.get(f"{URL}/{campaign_id}", headers=auth)
     assert response.status_code == 200
     body = response.get_json()
@@ -194,7 +162,7 @@ def test_counts_follow_the_invitations(client, auth, alumni_questionnaire, creat
     for _ in range(3):
         create_stakeholder(kind="alumnus", cohort="2024")
     create_stakeholder(kind="alumnus", cohort="2023")  # not in the audience
-    campaign_id = _create(client, auth, alumni_questionnaire.id)
+    campaign_id = create_campaign(client, auth, alumni_questionnaire.id)
     assert client.post(f"{URL}/{campaign_id}/schedule", headers=auth).status_code == 200
     campaign = db.session.get(Campaign, campaign_id)
     campaign.send_at = utcnow() - timedelta(minutes=1)
@@ -218,21 +186,21 @@ def test_counts_follow_the_invitations(client, auth, alumni_questionnaire, creat
 @pytest.mark.parametrize("path", [f"{URL}/999", f"{URL}/999/schedule"])
 def test_an_unknown_campaign_gives_404_json(client, auth, path):
     method = "POST" if path.endswith("schedule") else "GET"
-    payload = _assert_json_error(client.open(path, method=method, headers=auth), 404)
+    payload = assert_json_error(client.open(path, method=method, headers=auth), 404)
     assert "campaign" in payload["message"].lower()
 
 
 @pytest.mark.parametrize("campaign_id", ["99999999999999999999", str(2**63)])
 def test_a_huge_campaign_id_gives_404_not_500(client, auth, campaign_id):
-    _assert_json_error(client.get(f"{URL}/{campaign_id}", headers=auth), 404)
-    _assert_json_error(client.post(f"{URL}/{campaign_id}/schedule", headers=auth), 404)
+    assert_json_error(client.get(f"{URL}/{campaign_id}", headers=auth), 404)
+    assert_json_error(client.post(f"{URL}/{campaign_id}/schedule", headers=auth), 404)
 
 
 def test_schedule_then_schedule_again_gives_409(client, auth, alumni_questionnaire, create_stakeholder):
     from survey.questionnaires.models import Questionnaire
 
     create_stakeholder(kind="alumnus", cohort="2024")
-    campaign_id = _create(client, auth, alumni_questionnaire.id)
+    campaign_id = create_campaign(client, auth, alumni_questionnaire.id)
 
     first = client.post(f"{URL}/{campaign_id}/schedule", headers=auth)
     assert first.status_code == 200, first.get_data(as_text=True)
@@ -241,7 +209,7 @@ def test_schedule_then_schedule_again_gives_409(client, auth, alumni_questionnai
     assert db.session.get(Questionnaire, alumni_questionnaire.id).frozen_at is not None
 
     second = client.post(f"{URL}/{campaign_id}/schedule", headers=auth)
-    payload = _assert_json_error(second, 409)
+    payload = assert_json_error(second, 409)
     assert "scheduled" in payload["message"]
     assert client.get(f"{URL}/{campaign_id}", headers=auth).get_json()["status"] == "scheduled"
 
@@ -250,8 +218,8 @@ def test_schedule_with_an_empty_audience_gives_422_and_stays_draft(client, auth,
                                                                     create_stakeholder):
     create_stakeholder(kind="alumnus", cohort="2023")   # another cohort
     create_stakeholder(kind="employee", cohort="2024")  # another kind
-    campaign_id = _create(client, auth, alumni_questionnaire.id)
-    payload = _assert_json_error(client.post(f"{URL}/{campaign_id}/schedule", headers=auth), 422)
+    campaign_id = create_campaign(client, auth, alumni_questionnaire.id)
+    payload = assert_json_error(client.post(f"{URL}/{campaign_id}/schedule", headers=auth), 422)
     assert "audience" in payload["message"]
     assert client.get(f"{URL}/{campaign_id}", headers=auth).get_json()["status"] == "draft"
 
@@ -263,8 +231,8 @@ def test_schedule_leaves_out_suppressed_people(client, auth, alumni_questionnair
     person.suppressed_at = utcnow()
     person.suppression_reason = "opted_out"
     db.session.commit()
-    campaign_id = _create(client, auth, alumni_questionnaire.id)
-    _assert_json_error(client.post(f"{URL}/{campaign_id}/schedule", headers=auth), 422)
+    campaign_id = create_campaign(client, auth, alumni_questionnaire.id)
+    assert_json_error(client.post(f"{URL}/{campaign_id}/schedule", headers=auth), 422)
 
 
 def test_a_past_send_time_starts_at_once(client, auth, alumni_questionnaire, create_stakeholder, monkeypatch):
@@ -274,7 +242,7 @@ def test_a_past_send_time_starts_at_once(client, auth, alumni_questionnaire, cre
     monkeypatch.setattr(tasks.start_campaign, "apply_async",
                         lambda args=(), kwargs=None, **_: queued.append(tuple(args)))
     create_stakeholder(kind="alumnus", cohort="2024")
-    campaign_id = _create(client, auth, alumni_questionnaire.id, send_at=_iso(timedelta(minutes=-5)))
+    campaign_id = create_campaign(client, auth, alumni_questionnaire.id, send_at=iso(timedelta(minutes=-5)))
     response = client.post(f"{URL}/{campaign_id}/schedule", headers=auth)
     assert response.status_code == 200, response.get_data(as_text=True)
     assert queued == [(campaign_id,)]
@@ -341,7 +309,7 @@ BAD_QUIET_HOURS = {
 @pytest.mark.parametrize("quiet_hours", BAD_QUIET_HOURS.values(), ids=BAD_QUIET_HOURS.keys())
 def test_invalid_quiet_hours_give_422_naming_the_field(client, auth, alumni_questionnaire, quiet_hours):
     body = campaign_body(alumni_questionnaire.id, quiet_hours=quiet_hours)
-    payload = _assert_json_error(client.post(URL, json=body, headers=auth), 422)
+    payload = assert_json_error(client.post(URL, json=body, headers=auth), 422)
     assert "quiet_hours" in payload["errors"]["json"]
     assert payload["message"].startswith("Invalid request: quiet_hours")
     assert _campaign_count() == 0
@@ -386,16 +354,16 @@ def sent_campaign(alumni_questionnaire, create_stakeholder, monkeypatch):
 
 
 def test_recipients_need_an_api_key(client, sent_campaign):
-    _assert_json_error(client.get(f"{URL}/{sent_campaign.id}/recipients"), 401)
-    _assert_json_error(client.get(f"{URL}/{sent_campaign.id}/recipients",
+    assert_json_error(client.get(f"{URL}/{sent_campaign.id}/recipients"), 401)
+    assert_json_error(client.get(f"{URL}/{sent_campaign.id}/recipients",
                                   headers={"Authorization": "Bearer not-a-key"}), 401)
-    _assert_json_error(client.get(f"{URL}/999999/recipients?per_page=0"), 401)  # the key first
+    assert_json_error(client.get(f"{URL}/999999/recipients?per_page=0"), 401)  # the key first
 
 
 def test_recipients_of_an_unknown_campaign_give_404(client, auth):
-    payload = _assert_json_error(client.get(f"{URL}/999999/recipients", headers=auth), 404)
+    payload = assert_json_error(client.get(f"{URL}/999999/recipients", headers=auth), 404)
     assert "campaign" in payload["message"].lower()
-    _assert_json_error(client.get(f"{URL}/99999999999999999999/recipients", headers=auth), 404)
+    assert_json_error(client.get(f"{URL}/99999999999999999999/recipients", headers=auth), 404)
 
 
 def test_recipients_with_every_email_sent_to_them(client, auth, sent_campaign):
@@ -445,11 +413,11 @@ def test_recipients_are_paginated_and_filtered(client, auth, sent_campaign):
 @pytest.mark.parametrize("query", ["status=nonsense", "per_page=0", "per_page=201", "page=0", "page=-1",
                                    "page=two", f"page={10**30}"])
 def test_bad_recipient_queries_give_422(client, auth, sent_campaign, query):
-    payload = _assert_json_error(client.get(f"{URL}/{sent_campaign.id}/recipients?{query}", headers=auth), 422)
+    payload = assert_json_error(client.get(f"{URL}/{sent_campaign.id}/recipients?{query}", headers=auth), 422)
     assert query.split("=")[0] in payload["message"]
 
 
 def test_a_draft_campaign_has_no_recipients_yet(client, auth, alumni_questionnaire):
-    campaign_id = _create(client, auth, alumni_questionnaire.id)
+    campaign_id = create_campaign(client, auth, alumni_questionnaire.id)
     body = client.get(f"{URL}/{campaign_id}/recipients", headers=auth).get_json()
     assert (body["items"], body["total"], body["pages"]) == ([], 0, 1)

@@ -139,3 +139,113 @@ def test_garbage_gives_422_json_never_500(client, auth, body, content_type):
     assert response.status_code == 422, response.get_data(as_text=True)[:300]
     assert response.is_json
     assert response.get_json()["message"]
+
+
+# ---------------------------------------------------------------- one version
+
+def test_get_one_version_gives_its_whole_definition(client, auth, builtin_questionnaires):
+    stored = builtin_questionnaires["alumni-outcomes"]
+    response = client.get(f"{URL}/{stored.id}", headers=auth)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body = response.get_json()
+    assert (body["id"], body["slug"], body["version"], body["kind"]) == (stored.id, "alumni-outcomes", 1, "alumnus")
+    assert body["definition"] == stored.definition
+    assert body["title"] == stored.definition["title"]
+    assert body["frozen"] is False and body["frozen_at"] is None
+    assert body["created_at"]
+
+
+def test_a_frozen_version_says_since_when(client, auth, builtin_questionnaires):
+    from survey.extensions import db
+    from survey.questionnaires.services import freeze_questionnaire
+
+    stored = builtin_questionnaires["employee-pulse"]
+    freeze_questionnaire(stored)
+    db.session.commit()
+    body = client.get(f"{URL}/{stored.id}", headers=auth).get_json()
+    assert body["frozen"] is True and body["frozen_at"]
+
+
+@pytest.mark.parametrize("questionnaire_id", ["999999", "99999999999999999999"])
+def test_an_unknown_version_gives_404(client, auth, questionnaire_id):
+    response = client.get(f"{URL}/{questionnaire_id}", headers=auth)
+    assert response.status_code == 404 and response.is_json
+    if questionnaire_id == "999999":
+        assert "questionnaire" in response.get_json()["message"].lower()
+
+
+def test_one_version_needs_a_key(client, builtin_questionnaires):
+    response = client.get(f"{URL}/{builtin_questionnaires['alumni-outcomes'].id}")
+    assert response.status_code == 401 and "API key" in response.get_json()["message"]
+
+
+# -------------------------------------------------------------------- dry run
+
+def test_dry_run_gives_what_would_be_stored_and_stores_nothing(client, auth):
+    response = client.post(f"{URL}?dry_run=true", json=small_definition(), headers=auth)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body = response.get_json()
+    assert (body["slug"], body["version"], body["kind"]) == ("api-check", 1, "alumnus")
+    assert body["definition"] == small_definition()
+    assert body["title"] == small_definition()["title"]
+    assert (body["new_version"], body["id"]) == (True, None)
+    assert client.get(URL, headers=auth).get_json() == []
+
+    saved = client.post(URL, json=small_definition(), headers=auth)
+    assert saved.status_code == 201 and saved.get_json()["version"] == 1
+
+
+def test_dry_run_of_a_new_version_gives_its_number(client, auth, builtin_questionnaires):
+    changed = copy.deepcopy(builtin_questionnaires["alumni-outcomes"].definition)
+    changed["title"]["en"] = "What changed since the course? (2025)"
+    yaml_body = yaml.safe_dump(changed, allow_unicode=True, sort_keys=False).encode()
+    response = client.post(f"{URL}?dry_run=1", data=yaml_body, content_type="application/yaml", headers=auth)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body = response.get_json()
+    assert (body["slug"], body["version"], body["new_version"], body["id"]) == ("alumni-outcomes", 2, True, None)
+    assert body["definition"]["title"]["en"] == "What changed since the course? (2025)"
+    versions = [q["version"] for q in client.get(URL, headers=auth).get_json() if q["slug"] == "alumni-outcomes"]
+    assert versions == [1]
+
+
+def test_dry_run_of_the_same_definition_points_to_the_version_kept(client, auth, builtin_questionnaires):
+    from survey.extensions import db
+    from survey.questionnaires.models import Questionnaire
+
+    stored = builtin_questionnaires["alumni-outcomes"]
+    response = client.post(f"{URL}?dry_run=true", json=stored.definition, headers=auth)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body = response.get_json()
+    assert (body["version"], body["new_version"], body["id"]) == (1, False, stored.id)
+    db.session.expire_all()
+    assert db.session.get(Questionnaire, stored.id).definition == stored.definition
+
+
+def test_dry_run_of_an_invalid_definition_gives_the_same_422(client, auth):
+    definition = small_definition()
+    definition["questions"][1]["type"] = "essay"
+    dry = client.post(f"{URL}?dry_run=true", json=definition, headers=auth)
+    real = client.post(URL, json=definition, headers=auth)
+    assert dry.status_code == real.status_code == 422
+    assert dry.get_json()["errors"] == real.get_json()["errors"]
+
+
+@pytest.mark.parametrize("value", ["false", "0"])
+def test_dry_run_false_stores(client, auth, value):
+    response = client.post(f"{URL}?dry_run={value}", json=small_definition(), headers=auth)
+    assert response.status_code == 201
+    assert len(client.get(URL, headers=auth).get_json()) == 1
+
+
+@pytest.mark.parametrize("value", ["maybe", "", "2"])
+def test_a_dry_run_that_is_not_a_boolean_gives_422(client, auth, value):
+    response = client.post(f"{URL}?dry_run={value}", json=small_definition(), headers=auth)
+    assert response.status_code == 422 and "dry_run" in response.get_json()["message"]
+    assert client.get(URL, headers=auth).get_json() == []
+
+
+def test_the_documented_example_definition_is_valid(client, auth):
+    from survey.api.schemas import DEFINITION_EXAMPLE
+
+    response = client.post(f"{URL}?dry_run=true", json=DEFINITION_EXAMPLE, headers=auth)
+    assert response.status_code == 200, response.get_data(as_text=True)
