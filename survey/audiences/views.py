@@ -1,16 +1,18 @@
 """Admin pages for audiences: who is in them, and importing a CSV."""
 from __future__ import annotations
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, render_template
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from sqlalchemy import func, select
 from wtforms import RadioField
+from wtforms.fields.choices import SelectChoice
 
 from survey.accounts.access import role_required
 from survey.audiences.models import Stakeholder
 from survey.audiences.services import import_audience
+from survey.core.pagination import paginate
 from survey.extensions import db
 
 bp = Blueprint("audiences", __name__, template_folder="templates", url_prefix="/admin/audiences")
@@ -21,7 +23,7 @@ PAGE_SIZE = 50
 class ImportForm(FlaskForm):
     file = FileField(_l("CSV file"), validators=[FileRequired()],
                      description=_l("Any delimiter, UTF-8 or Windows-1252; French or English column names."))
-    kind = RadioField(_l("These people are"), choices=[("alumnus", _l("Alumni")), ("employee", _l("Employees"))],
+    kind = RadioField(_l("These people are"), choices=[SelectChoice("alumnus", _l("Alumni")), SelectChoice("employee", _l("Employees"))],
                       default="alumnus")
 
 
@@ -33,10 +35,6 @@ def index():
     if form.validate_on_submit():
         report = import_audience(form.file.data.read(), form.kind.data)
         db.session.commit()
-    page = max(request.args.get("page", 1, type=int), 1)
-    people = db.session.scalars(
-        select(Stakeholder).order_by(Stakeholder.id).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
-    ).all()
+    people = paginate(select(Stakeholder).order_by(Stakeholder.id), PAGE_SIZE)
     totals = dict(db.session.execute(select(Stakeholder.kind, func.count()).group_by(Stakeholder.kind)).all())
-    return render_template("audiences/index.html", form=form, report=report, people=people, page=page,
-                           page_size=PAGE_SIZE, totals=totals)
+    return render_template("audiences/index.html", form=form, report=report, people=people, totals=totals)

@@ -1,32 +1,69 @@
-"""The campaign form an admin fills in."""
+"""The campaign wizard's three steps: basics, audience, timing (each also edits a draft)."""
 from __future__ import annotations
 
 from zoneinfo import available_timezones
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import DateTimeLocalField, RadioField, SelectField, StringField, TextAreaField
+from wtforms import (
+    DateTimeLocalField,
+    RadioField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from survey.campaigns.services import parse_quiet_hours
 from survey.core.errors import ValidationFailed
 
 PRIVACY_CHOICES = [
-    ("identified", _l("Identified: answers are linked to the person (needed for claims)")),
-    ("confidential", _l("Confidential: linked, but only aggregates are ever shown")),
-    ("anonymous", _l("Anonymous: answers are never linked to the person")),
+    SelectChoice("identified", _l("Identified: answers are linked to the person (needed for claims)")),
+    SelectChoice("confidential", _l("Confidential: linked, but only aggregates are ever shown")),
+    SelectChoice("anonymous", _l("Anonymous: answers are never linked to the person")),
 ]
 
 
-class CampaignForm(FlaskForm):
-    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=200)])
-    questionnaire_id = SelectField(_l("Questionnaire version"), coerce=int)
-    audience_kind = RadioField(_l("Audience"), choices=[("alumnus", _l("Alumni")), ("employee", _l("Employees"))],
+class BasicsForm(FlaskForm):
+    """Step 1: what is asked, of whom, with what privacy."""
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=200)],
+                       description=_l("Respondents see it in the email's subject, e.g. Alumni 2026"))
+    audience_kind = RadioField(_l("Who is it for?"), choices=[SelectChoice("alumnus", _l("Alumni")),
+                                                               SelectChoice("employee", _l("Employees"))],
                                default="alumnus")
+    questionnaire_id = SelectField(_l("Questionnaire version"), coerce=int,
+                                   description=_l("It must be written for the audience chosen above."))
+    privacy = RadioField(_l("Privacy"), choices=PRIVACY_CHOICES, default="identified")
+
+    def __init__(self, *args, questionnaires=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.questionnaire_id.choices = [
+            SelectChoice(q.id, f"{q.slug} v{q.version} ({q.kind})") for q in questionnaires
+        ]
+
+
+class AudienceForm(FlaskForm):
+    """Step 2: which people of that kind."""
     audience_filters = TextAreaField(
         _l("Only people with these attributes (optional)"), validators=[Optional(), Length(max=2000)],
-        description=_l("One per line, as attribute=value, e.g. programme=Data Analyst"))
-    privacy = RadioField(_l("Privacy"), choices=PRIVACY_CHOICES, default="identified")
+        description=_l("One per line, as attribute=value, e.g. programme=Data Analyst. Leave blank for everyone."))
+
+    def validate_audience_filters(self, field):
+        for line in self.filter_lines():
+            if "=" not in line:
+                raise ValidationError(_l("Write each filter as attribute=value."))
+
+    def filter_lines(self) -> list[str]:
+        return [line.strip() for line in (self.audience_filters.data or "").splitlines() if line.strip()]
+
+    def filters(self) -> dict[str, str]:
+        pairs = (line.split("=", 1) for line in self.filter_lines())
+        return {key.strip(): value.strip() for key, value in pairs}
+
+
+class TimingForm(FlaskForm):
+    """Step 3: when the invitations and reminders go, and when the survey closes."""
     timezone = SelectField(_l("Time zone of the times below"))
     send_at = DateTimeLocalField(_l("Send invitations at"), format="%Y-%m-%dT%H:%M",
                                  validators=[DataRequired()])
@@ -41,17 +78,9 @@ class CampaignForm(FlaskForm):
         description=_l("No reminder is sent between these times, in each recipient's own time zone: "
                        "HH:MM-HH:MM, e.g. 20:00-08:00. Leave blank to send reminders at any hour."))
 
-    def __init__(self, *args, questionnaires=(), **kwargs):
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.questionnaire_id.choices = [
-            (q.id, f"{q.slug} v{q.version} ({q.kind})") for q in questionnaires
-        ]
-        self.timezone.choices = sorted(available_timezones())
-
-    def validate_audience_filters(self, field):
-        for line in self.filter_lines():
-            if "=" not in line:
-                raise ValidationError(_l("Write each filter as attribute=value."))
+        self.timezone.choices = [SelectChoice(name, name) for name in sorted(available_timezones())]
 
     def validate_quiet_hours(self, field):
         try:
@@ -63,13 +92,6 @@ class CampaignForm(FlaskForm):
     def quiet_hours_value(self):
         """(start, end) local times, or None: reminders at any hour."""
         return parse_quiet_hours(self.quiet_hours.data)
-
-    def filter_lines(self) -> list[str]:
-        return [line.strip() for line in (self.audience_filters.data or "").splitlines() if line.strip()]
-
-    def filters(self) -> dict[str, str]:
-        pairs = (line.split("=", 1) for line in self.filter_lines())
-        return {key.strip(): value.strip() for key, value in pairs}
 
     def reminder_list(self) -> list[str]:
         return [part.strip() for part in (self.reminders.data or "").split(",") if part.strip()]

@@ -1,80 +1,191 @@
-"""Admin pages for campaigns: list, create, schedule, follow progress."""
+"""Admin pages for campaigns: list, create step by step, change a draft, schedule, follow progress."""
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
 from survey.accounts.access import role_required
+from survey.audiences.models import Stakeholder
 from survey.campaigns import services
-from survey.campaigns.forms import CampaignForm
+from survey.campaigns.forms import AudienceForm, BasicsForm, TimingForm
 from survey.campaigns.models import INVITATION_STATUSES, Campaign
 from survey.campaigns.progress import funnel_by_day, funnel_chart
-from survey.campaigns.recipients import campaign_quiet_hours, format_quiet_hours, page_links, recipients_page
+from survey.campaigns.recipients import (
+    campaign_quiet_hours,
+    page_links,
+    recipients_page,
+)
+from survey.campaigns.services import TRANSITIONS
 from survey.core.errors import ServiceError
+from survey.core.pagination import MAX_PAGE, paginate
 from survey.core.types import utcnow
 from survey.extensions import db
 from survey.questionnaires.models import Questionnaire
+from survey.web import show_refusal
 
 bp = Blueprint("campaigns", __name__, template_folder="templates", url_prefix="/admin/campaigns")
 
 PAGE_SIZE = 50
-#: a larger ?page= is read as the last page (and never overflows the database's OFFSET)
-MAX_PAGE = 10**9
 
 
 @bp.route("/")
 @role_required("admin")
 def index():
-    campaigns = db.session.scalars(select(Campaign).order_by(Campaign.created_at.desc())).all()
-    counts = {c.id: services.campaign_counts(c.id) for c in campaigns}
-    return render_template("campaigns/index.html", campaigns=campaigns, counts=counts)
+    status = request.args.get("status", "")
+    status = status if status in TRANSITIONS else ""
+    statement = select(Campaign).order_by(Campaign.created_at.desc(), Campaign.id.desc())
+    if status:
+        statement = statement.where(Campaign.status == status)
+    campaigns = paginate(statement, PAGE_SIZE)
+    counts = {c.id: services.campaign_counts(c.id) for c in campaigns.items}
+    return render_template("campaigns/index.html", campaigns=campaigns, counts=counts, status=status,
+                           statuses=list(TRANSITIONS))
+
+
+# ------------------------------------------------------------------ the wizard
+# Step 1 creates the draft (with a default timing); steps 2 and 3 change it; the
+# draft's own page is the last step: check everything, then schedule. Every step
+# also edits a draft later ("Change" links on its page).
+
+def _questionnaires() -> list[Questionnaire]:
+    return db.session.scalars(
+        select(Questionnaire).order_by(Questionnaire.slug, Questionnaire.version.desc())).all()
+
+
+def _default_timing() -> dict:
+    """What step 1 starts a draft with; step 3 shows it for the admin to change."""
+    zone = ZoneInfo(current_app.config["DEFAULT_TIMEZONE"])
+    send_at = utcnow().astimezone(zone).replace(second=0, microsecond=0)
+    try:
+        quiet_hours = services.default_quiet_hours()
+    except ServiceError:  # a DEFAULT_QUIET_HOURS the parser refuses: none
+        quiet_hours = None
+    return {"send_at": send_at, "closes_at": send_at + timedelta(days=30), "reminders": ["P3D", "P7D"],
+            "quiet_hours": quiet_hours}
+
+
+def _draft(campaign_id: int):
+    """The draft to edit, or a redirect to its page saying why it cannot be changed."""
+    campaign = db.get_or_404(Campaign, campaign_id)
+    if campaign.status != "draft":
+        flash(_("Only a draft can be changed: put the campaign back to draft first."), "error")
+        return campaign, redirect(url_for("campaigns.detail", campaign_id=campaign.id))
+    return campaign, None
 
 
 @bp.route("/new", methods=["GET", "POST"])
 @role_required("admin")
 def new():
-    questionnaires = db.session.scalars(
-        select(Questionnaire).order_by(Questionnaire.slug, Questionnaire.version.desc())
-    ).all()
-    form = CampaignForm(questionnaires=questionnaires)
-    if request.method == "GET":
-        now = utcnow().astimezone(ZoneInfo(current_app.config["DEFAULT_TIMEZONE"]))
-        form.timezone.data = current_app.config["DEFAULT_TIMEZONE"]
-        form.send_at.data = now.replace(tzinfo=None, second=0, microsecond=0)
-        form.closes_at.data = form.send_at.data + timedelta(days=30)
-        form.reminders.data = "P3D, P7D"
+    return _basics(None)
+
+
+@bp.route("/<int:campaign_id>/edit", methods=["GET", "POST"])
+@role_required("admin")
+def edit(campaign_id: int):
+    campaign, refused = _draft(campaign_id)
+    return refused or _basics(campaign)
+
+
+def _basics(campaign: Campaign | None):
+    form = BasicsForm(questionnaires=_questionnaires())
+    if request.method == "GET" and campaign is not None:
+        form.name.data, form.audience_kind.data = campaign.name, campaign.audience_kind
+        form.questionnaire_id.data, form.privacy.data = campaign.questionnaire_id, campaign.privacy
+    if form.validate_on_submit():
+        chosen = {"name": form.name.data, "questionnaire": db.session.get(Questionnaire, form.questionnaire_id.data),
+                  "audience_kind": form.audience_kind.data, "privacy": form.privacy.data}
         try:
-            form.quiet_hours.data = format_quiet_hours(*(services.default_quiet_hours() or (None, None)))
-        except ServiceError:  # a DEFAULT_QUIET_HOURS the parser refuses: no prefill
-            form.quiet_hours.data = ""
+            if campaign is None:
+                campaign = services.create_campaign(**chosen, audience_filters={}, **_default_timing(),
+                                                    created_by=current_user)
+            else:
+                services.update_campaign(campaign, **chosen)
+        except ServiceError as exc:
+            show_refusal(form, exc)
+        else:
+            db.session.commit()
+            return redirect(url_for("campaigns.audience", campaign_id=campaign.id))
+    return render_template("campaigns/step_basics.html", form=form, campaign=campaign, step=1)
+
+
+@bp.route("/<int:campaign_id>/audience", methods=["GET", "POST"])
+@role_required("admin")
+def audience(campaign_id: int):
+    campaign, refused = _draft(campaign_id)
+    if refused:
+        return refused
+    form = AudienceForm()
+    if request.method == "GET":
+        form.audience_filters.data = "\n".join(f"{k}={v}" for k, v in campaign.audience_filters.items())
+    if form.validate_on_submit():
+        try:
+            services.update_campaign(campaign, audience_filters=form.filters())
+        except ServiceError as exc:
+            show_refusal(form, exc)
+        else:
+            db.session.commit()
+            if "count" in request.form:  # "Save and count again": stay on this step
+                return redirect(url_for("campaigns.audience", campaign_id=campaign.id))
+            return redirect(url_for("campaigns.timing", campaign_id=campaign.id))
+    return render_template("campaigns/step_audience.html", form=form, campaign=campaign, step=2,
+                           reachable=services.audience_count(campaign),
+                           examples=_attribute_examples(campaign.audience_kind))
+
+
+def _attribute_examples(kind: str, sample: int = 500, per_attribute: int = 5) -> dict[str, list[str]]:
+    """The attributes imported for this kind of people, with their most common values
+    among a sample: what the admin can filter on."""
+    seen: dict[str, Counter] = {}
+    rows = db.session.scalars(select(Stakeholder.attributes).where(Stakeholder.kind == kind).limit(sample))
+    for attributes in rows:
+        for key, value in (attributes or {}).items():
+            seen.setdefault(str(key), Counter())[str(value)] += 1
+    return {key: [value for value, _count in counts.most_common(per_attribute)]
+            for key, counts in sorted(seen.items())}
+
+
+@bp.route("/<int:campaign_id>/timing", methods=["GET", "POST"])
+@role_required("admin")
+def timing(campaign_id: int):
+    campaign, refused = _draft(campaign_id)
+    if refused:
+        return refused
+    form = TimingForm()
+    if request.method == "GET":
+        zone = ZoneInfo(current_app.config["DEFAULT_TIMEZONE"])
+        form.timezone.data = zone.key
+        form.send_at.data = campaign.send_at.astimezone(zone).replace(tzinfo=None)
+        form.closes_at.data = campaign.closes_at.astimezone(zone).replace(tzinfo=None)
+        form.reminders.data = ", ".join(campaign.reminders)
+        form.quiet_hours.data = campaign_quiet_hours(campaign)
     if form.validate_on_submit():
         zone = ZoneInfo(form.timezone.data)
         try:
-            campaign = services.create_campaign(
-                name=form.name.data,
-                questionnaire=db.get_or_404(Questionnaire, form.questionnaire_id.data),
-                audience_kind=form.audience_kind.data,
-                audience_filters=form.filters(),
-                privacy=form.privacy.data,
-                send_at=form.send_at.data.replace(tzinfo=zone),
-                closes_at=form.closes_at.data.replace(tzinfo=zone),
-                reminders=form.reminder_list(),
-                quiet_hours=form.quiet_hours_value(),
-                created_by=current_user,
-            )
+            services.update_campaign(
+                campaign, send_at=form.send_at.data.replace(tzinfo=zone),
+                closes_at=form.closes_at.data.replace(tzinfo=zone), reminders=form.reminder_list(),
+                quiet_hours=form.quiet_hours_value())
         except ServiceError as exc:
-            field = getattr(form, exc.details.get("field", ""), None)
-            (field.errors.append(exc.message) if field is not None else flash(exc.message, "error"))
+            show_refusal(form, exc)
         else:
             db.session.commit()
-            flash(_("Campaign created as a draft. Check it, then schedule it."), "success")
+            flash(_("Draft saved. Check it, then schedule it."), "success")
             return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
-    return render_template("campaigns/new.html", form=form)
+    return render_template("campaigns/step_timing.html", form=form, campaign=campaign, step=3)
 
 
 @bp.route("/<int:campaign_id>")

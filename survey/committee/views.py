@@ -50,6 +50,11 @@ STAFF = ("committee", "chair", "auditor")
 INLINE_TYPES = frozenset({"application/pdf", "image/png", "image/jpeg"})
 #: an evidence file is data, never a page: no scripts, no styles, sandboxed
 EVIDENCE_CSP = "default-src 'none'; img-src 'self'; object-src 'self'; sandbox; frame-ancestors 'self'"
+#: a PDF shown in the claim page: Chromium's PDF viewer refuses to run in a sandboxed
+#: document (the <object> stays blank), so no `sandbox` here. The file is a PDF by its
+#: first bytes (respond.uploads.sniff_type), served with nosniff: it can only ever be
+#: read by the PDF viewer, never as a page of this site.
+INLINE_PDF_CSP = "default-src 'none'; object-src 'self'; frame-ancestors 'self'"
 #: the claim page embeds its PDF evidence in an <object> from this site
 CLAIM_PAGE_CSP = CSP.replace("object-src 'none'", "object-src 'self'")
 #: evidence files are stored under random hex names (respond.uploads.store_upload)
@@ -317,7 +322,8 @@ def evidence(evidence_id: int):
     response.headers["Content-Type"] = media_type
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Cache-Control"] = "private, no-store"
-    response.headers["Content-Security-Policy"] = EVIDENCE_CSP
+    response.headers["Content-Security-Policy"] = (
+        INLINE_PDF_CSP if inline and media_type == "application/pdf" else EVIDENCE_CSP)
     # Shown inside the claim page (same site) when inline; never framed otherwise.
     response.headers["X-Frame-Options"] = "SAMEORIGIN" if inline else "DENY"
     return response

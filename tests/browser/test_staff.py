@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from survey.campaigns.models import Campaign
 from survey.claims import services as claims
 from survey.extensions import db
 from survey.mail.models import OutboxMessage
@@ -14,6 +15,7 @@ from survey.reports.document import Selection
 from survey.reports.publishing import publish
 from survey.reports.sampling import draw_sample
 from tests.browser.conftest import assert_accessible, submit
+from tests.campaigns.helpers import make_campaign
 from tests.committee.conftest import committee, make_claims  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.browser
@@ -38,8 +40,9 @@ def world(make_claims, committee, create_user):
     db.session.flush()
     sample = draw_sample(users["auditor"], snapshot, 1)
     db.session.commit()
+    draft = make_campaign(db.session.get(Campaign, made[0].campaign_id).questionnaire, name="Next year")
     return {"users": users, "claim": made[0], "campaign_id": made[0].campaign_id, "snapshot": snapshot,
-            "sample": sample}
+            "sample": sample, "draft": draft.id}
 
 
 def _pages(world) -> dict[str, list[str]]:
@@ -49,6 +52,7 @@ def _pages(world) -> dict[str, list[str]]:
     report = f"/reports/?campaign={campaign}"
     return {
         "admin": ["/", "/admin/campaigns/", "/admin/campaigns/new", f"/admin/campaigns/{campaign}",
+                  *(f"/admin/campaigns/{world['draft']}{step}" for step in ("/edit", "/audience", "/timing", "")),
                   "/admin/questionnaires/", f"/admin/questionnaires/{questionnaire}", "/admin/audiences/",
                   "/admin/mail/", report, "/reports/published", f"/reports/published/{snapshot.id}"]
                  + ([f"/admin/mail/{outbox}"] if outbox else []),
