@@ -69,7 +69,7 @@ def parse_reminders(reminders: list[str] | None) -> list[str]:
     for text in reminders or []:
         try:
             duration = isodate.parse_duration(str(text).strip())
-        except (isodate.ISO8601Error, ValueError):
+        except (isodate.ISO8601Error, ValueError, OverflowError):  # P99999999999D overflows
             raise ValidationFailed(_l("“%(text)s” is not an ISO 8601 duration such as P3D or PT12H.", text=text),
                                    field="reminders") from None
         if isinstance(duration, isodate.Duration):  # months or years: no fixed length
@@ -159,6 +159,10 @@ def _apply_settings(campaign: Campaign, *, name, questionnaire, audience_kind, a
     name = (name or "").strip()
     if not name:
         raise ValidationFailed(_l("A campaign needs a name."), field="name")
+    # PostgreSQL stores no NUL character in text: refuse it here, not with a 500 there.
+    for field, text in (("name", name), *(("audience_filters", f"{k}{v}") for k, v in (audience_filters or {}).items())):
+        if "\x00" in text:
+            raise ValidationFailed(_l("Remove the invisible NUL character from this text."), field=field)
     if audience_kind not in KINDS:
         raise ValidationFailed(_l("Audience kind must be one of %(kinds)s.", kinds=", ".join(KINDS)), field="audience")
     if questionnaire.kind != audience_kind:

@@ -172,3 +172,20 @@ def test_the_list_of_campaigns_is_paginated_and_filtered(admin, alumni, create_s
     assert "1 campaign" in only and "The scheduled one" in only and "Campaign 01" not in only
     assert "No campaign has this status" in admin.get("/admin/campaigns/?status=closed").get_data(as_text=True)
 
+
+
+@pytest.mark.parametrize("field, value", [("reminders", "P99999999999D"), ("name", "Alumni\x002026"),
+                                          ("audience_filters", "programme=Data\x00")])
+def test_overflowing_delays_and_nul_characters_are_form_errors_not_crashes(admin, alumni, field, value):
+    """Found by schemathesis through the API: both were server errors from the UI too."""
+    response = _step_one(admin, alumni)
+    [campaign] = _campaigns()
+    step = {"reminders": "timing", "name": "edit", "audience_filters": "audience"}[field]
+    data = {"name": "Alumni 2026", "questionnaire_id": alumni.id, "audience_kind": "alumnus",
+            "privacy": "identified", "audience_filters": "", "timezone": "UTC", "send_at": "2031-03-01T09:00",
+            "closes_at": "2031-04-01T09:00", "reminders": "", "quiet_hours": "", field: value}
+    response = _post(admin, f"/admin/campaigns/{campaign.id}/{step}", **data)
+    assert response.status_code == 200
+    assert f'id="{field}-error"' in response.get_data(as_text=True)
+    [after] = _campaigns()
+    assert (after.name, after.audience_filters, after.reminders) == ("Alumni 2026", {}, ["P3D", "P7D"])
