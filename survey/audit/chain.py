@@ -1,8 +1,9 @@
 """Writing to and checking the audit chain.
 
-``record`` appends one event: it first bumps the single ``audit_head`` row (an
-UPDATE, so the database's write lock serialises appends on PostgreSQL and SQLite
-alike), then hashes the event with the previous hash. ``verify`` recomputes every
+``record`` adds one event to the caller's transaction; when it commits, its events
+are appended: the single ``audit_head`` row is bumped (an UPDATE, so the database's
+write lock serialises appends on PostgreSQL and SQLite alike), and each event is
+hashed with the one before. ``verify`` recomputes every
 hash in order and names the first event that does not match.
 """
 from __future__ import annotations
@@ -12,9 +13,12 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import event as orm_event
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
 
 from survey.audit.models import AuditEvent, AuditHead
+from survey.core.bulk import insert_or_ignore
 from survey.core.types import utcnow
 from survey.extensions import db
 
@@ -39,31 +43,55 @@ def actor_of(user) -> tuple[int | None, str]:
 
 
 def record(action: str, subject: str, *, actor=None, from_state: str | None = None,
-           to_state: str | None = None, reason: str = "", data: dict | None = None) -> AuditEvent:
-    """Append one event to the chain (flushed with the caller's transaction)."""
+           to_state: str | None = None, reason: str = "", data: dict | None = None) -> None:
+    """Add one event to the chain when the caller's transaction commits (and only if it
+    does): see ``_append``."""
     actor_id, actor_label = actor_of(actor)
-    bumped = db.session.execute(
-        update(AuditHead).where(AuditHead.id == 1).values(last_id=AuditHead.last_id + 1)
-        .returning(AuditHead.last_id)
-    ).scalar()
-    if bumped is None:  # the first event ever
-        db.session.add(AuditHead(id=1, last_id=1, last_hash=GENESIS))
-        db.session.flush()
-        bumped = 1
-    head = db.session.get(AuditHead, 1)
-    db.session.refresh(head)
+    db.session.info.setdefault(PENDING, []).append(
+        {"actor_id": actor_id, "actor": actor_label, "action": action, "subject": subject,
+         "from_state": from_state, "to_state": to_state, "reason": reason or "", "data": data or {}})
+
+
+#: where a session keeps the events recorded in its transaction
+PENDING = "audit_pending"
+
+
+@orm_event.listens_for(Session, "before_commit")
+def _append(session: Session) -> None:
+    """Chain and write the transaction's events, just before it commits.
+
+    The head row is bumped once for all of them: its row lock (held until the commit)
+    serialises appends on PostgreSQL and SQLite alike, and being taken last, it is held
+    for a few milliseconds, not for the whole transaction: respondents submitting at
+    once do not queue behind each other's claims.
+    """
+    pending = session.info.pop(PENDING, None)
+    if not pending:
+        return
+    bump = (update(AuditHead).where(AuditHead.id == 1).values(last_id=AuditHead.last_id + len(pending))
+            .returning(AuditHead.last_id, AuditHead.last_hash))
+    head = session.execute(bump).one_or_none()
+    if head is None:  # the first events ever; two transactions at once must not both start the chain
+        session.execute(insert_or_ignore(AuditHead).values(id=1, last_id=0, last_hash=GENESIS)
+                        .on_conflict_do_nothing())
+        head = session.execute(bump).one()
+    last_id, prev_hash = head  # the new last id, and the hash of the event before ours
     now = utcnow()
-    event = AuditEvent(
-        id=bumped, at=now, actor_id=actor_id, actor=actor_label, action=action, subject=subject,
-        from_state=from_state, to_state=to_state, reason=reason or "", data=data or {},
-        prev_hash=head.last_hash,
-    )
-    event.hash = _digest(head.last_hash, bumped, now, actor_id, actor_label, action, subject, from_state,
-                         to_state, event.reason, event.data)
-    head.last_hash = event.hash
-    db.session.add(event)
-    db.session.flush()
-    return event
+    rows = []
+    for event_id, fields in enumerate(pending, start=last_id - len(pending) + 1):
+        digest = _digest(prev_hash, event_id, now, fields["actor_id"], fields["actor"], fields["action"],
+                         fields["subject"], fields["from_state"], fields["to_state"], fields["reason"],
+                         fields["data"])
+        rows.append({"id": event_id, "at": now, "prev_hash": prev_hash, "hash": digest, **fields})
+        prev_hash = digest
+    session.execute(insert(AuditEvent), rows)
+    session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_hash=prev_hash))
+
+
+@orm_event.listens_for(Session, "after_rollback")
+def _forget(session: Session) -> None:
+    """A transaction that rolled back recorded nothing."""
+    session.info.pop(PENDING, None)
 
 
 @dataclass
