@@ -54,20 +54,47 @@ class Group:
 
 def breakdown(campaign_ids: list[int], attribute: str, threshold: int | None = None) -> list[Group]:
     """Invited, responded and people with a proven outcome per value of ``attribute``."""
+    return people(campaign_ids, (attribute,), threshold).groups[attribute]
+
+
+@dataclass
+class People:
+    """Everyone invited to the campaigns, counted whole and per value of each attribute."""
+
+    invited: int
+    responded: int
+    #: attribute → its groups, small ones suppressed
+    groups: dict[str, list[Group]]
+
+
+def people(campaign_ids: list[int], attributes: tuple[str, ...], threshold: int | None = None) -> People:
+    """One pass over the invitations and their people for every breakdown at once: a
+    GROUP BY over all the attributes together, then summed per attribute here. Each
+    person has one value of each attribute, so the combined groups partition the
+    people, and the distinct counts add up."""
     threshold = threshold or current_app.config["REPORT_MIN_GROUP"]
-    value = func.coalesce(Stakeholder.attributes[attribute].as_string(), NOT_GIVEN)
+    values = [func.coalesce(Stakeholder.attributes[attribute].as_string(), NOT_GIVEN) for attribute in attributes]
     proven = (select(Claim.stakeholder_id)
               .where(Claim.campaign_id.in_(campaign_ids), Claim.state == "proven").distinct())
     rows = db.session.execute(
-        select(value, func.count(Invitation.id), func.count(Invitation.completed_at),
+        select(*values, func.count(Invitation.id), func.count(Invitation.completed_at),
                func.count(distinct(case((Invitation.stakeholder_id.in_(proven), Invitation.stakeholder_id)))))
         .join(Stakeholder, Stakeholder.id == Invitation.stakeholder_id)
         .where(Invitation.campaign_id.in_(campaign_ids))
-        .group_by(value)
-        .order_by(value)
+        .group_by(*values)
     ).all()
-    groups = [Group(str(v), int(i), int(r), int(p)) for v, i, r, p in rows]
-    return suppress(groups, threshold)
+    totals = {attribute: {} for attribute in attributes}
+    for row in rows:
+        counts = [int(n) for n in row[len(attributes):]]
+        for attribute, value in zip(attributes, row):
+            summed = totals[attribute].setdefault(str(value), [0, 0, 0])
+            for index, count in enumerate(counts):
+                summed[index] += count
+    groups = {attribute: suppress([Group(value, *counts) for value, counts in sorted(by_value.items())], threshold)
+              for attribute, by_value in totals.items()}
+    invited = sum(int(row[len(attributes)]) for row in rows)
+    responded = sum(int(row[len(attributes) + 1]) for row in rows)
+    return People(invited, responded, groups)
 
 
 def suppress(groups: list[G], threshold: int, size: Callable[[G], int] = attrgetter("invited")) -> list[G]:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from survey.campaigns.models import Campaign
 from survey.extensions import db
-from survey.reports.breakdown import breakdown
+from survey.reports.breakdown import people
 from survey.reports.employee import employee_figures
 from survey.reports.figures import compute
 
@@ -46,9 +46,10 @@ def build(campaign_ids: list[int], breakdowns=DEFAULT_BREAKDOWNS, *, with_commen
     """Every figure of the report for these campaigns. Free-text comments only on
     request: they are for staff pages, never for a published report."""
     threshold = current_app.config["REPORT_MIN_GROUP"]
+    everyone = people(campaign_ids, tuple(breakdowns), threshold)
     return {
-        "figures": compute(campaign_ids).as_dict(),
-        "breakdowns": {attribute: [group.as_dict() for group in breakdown(campaign_ids, attribute, threshold)]
+        "figures": compute(campaign_ids, (everyone.invited, everyone.responded)).as_dict(),
+        "breakdowns": {attribute: [group.as_dict() for group in everyone.groups[attribute]]
                        for attribute in breakdowns},
         "employee": employee_figures(campaign_ids, with_comments=with_comments),
         "threshold": threshold,

@@ -80,10 +80,11 @@ class Figures:
         }
 
 
-def compute(campaign_ids: list[int]) -> Figures:
-    """The figures of these campaigns together (a campaign, or a period's campaigns)."""
+def compute(campaign_ids: list[int], invited_responded: tuple[int, int] | None = None) -> Figures:
+    """The figures of these campaigns together (a campaign, or a period's campaigns);
+    ``invited_responded`` when the caller counted them already (survey/reports/breakdown.people)."""
     ids = sorted(set(campaign_ids))
-    invited, responded = db.session.execute(
+    invited, responded = invited_responded or db.session.execute(
         select(func.count(Invitation.id), func.count(Invitation.completed_at))
         .where(Invitation.campaign_id.in_(ids))
     ).one()
