@@ -77,10 +77,11 @@ class Config:
     #: A worker owns the emails it claimed this long; after it, they can be sent by
     #: another (the first one is presumed dead). Longer than a batch takes.
     MAIL_LEASE_SECONDS = float(os.environ.get("MAIL_LEASE_SECONDS", "300"))
-    #: Replies are committed every this many emails: 1 means a worker killed mid-batch
-    #: resends at most the one email in flight (with the same Message-ID); more is
-    #: faster and may resend up to that many.
-    DISPATCH_MARK_EVERY = int(os.environ.get("DISPATCH_MARK_EVERY", "1"))
+    #: Replies are committed every this many emails, in one bulk update: a worker killed
+    #: mid-batch may resend up to that many (with the same Message-ID, which mailboxes
+    #: fold). 1 resends at most the email in flight, at a third of the sending rate
+    #: (bench/RESULTS.md).
+    DISPATCH_MARK_EVERY = int(os.environ.get("DISPATCH_MARK_EVERY", "50"))
     #: First retry delay after a temporary SMTP failure; it doubles each time.
     MAIL_RETRY_BASE_SECONDS = float(os.environ.get("MAIL_RETRY_BASE_SECONDS", "60"))
     #: Attempts (temporary failures, or workers lost mid-send) before an email fails for good.
@@ -97,6 +98,8 @@ class Config:
     DEFAULT_QUIET_HOURS = os.environ.get("DEFAULT_QUIET_HOURS", "20:00-08:00")
     #: How often beat looks for due work, in seconds.
     BEAT_INTERVAL = float(os.environ.get("BEAT_INTERVAL", "10"))
+    #: How often a campaign's page asks for its sending progress while invitations go out, in seconds.
+    PROGRESS_POLL_SECONDS = float(os.environ.get("PROGRESS_POLL_SECONDS", "3"))
 
     #: The impact committee: reviewers per claim, the decision policy, review deadline.
     REVIEWERS_PER_CLAIM = int(os.environ.get("REVIEWERS_PER_CLAIM", "2"))

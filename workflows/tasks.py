@@ -13,10 +13,10 @@ from survey.extensions import db
 
 @shared_task(name="workflows.tasks.tick")
 def tick() -> None:
-    """Start due campaigns, recover abandoned sends, queue due reminders, open and close
-    campaigns. Every step is idempotent: two beats running at once do no harm."""
+    """Start due campaigns, recover abandoned sends, open and close campaigns, and start
+    the senders when emails or reminders are due (the senders queue the reminders, a
+    batch at a time). Every step is idempotent: two beats running at once do no harm."""
     from survey.campaigns import services as campaigns
-    from survey.campaigns.reminders import queue_due_reminders
     from survey.mail import sending
 
     for campaign_id in campaigns.campaigns_due_to_start():
@@ -25,9 +25,7 @@ def tick() -> None:
     campaigns.close_due_campaigns()  # first: a closed campaign gets no more reminders
     campaigns.open_sent_campaigns()
     db.session.commit()
-    queue_due_reminders()
-    db.session.commit()
-    waiting = sending.work_waiting()
+    waiting = sending.work_waiting()  # emails or reminders due, and nobody sending
     db.session.commit()
     if waiting:
         kick_senders()
@@ -56,13 +54,16 @@ def start_campaign(campaign_id: int) -> None:
 
 @shared_task(name="workflows.tasks.send_due_emails")
 def send_due_emails() -> None:
-    """Send one batch; while batches come back full, another task takes the next."""
+    """Queue a batch's worth of due reminders, send one batch; while there was work,
+    another task takes the next."""
+    from survey.campaigns.reminders import queue_due_reminders
+    from survey.campaigns.services import open_sent_campaigns
     from survey.mail.sending import send_batch
 
-    from survey.campaigns.services import open_sent_campaigns
-
     size = current_app.config["DISPATCH_BATCH_SIZE"]
-    if send_batch(size) == size:
+    reminders = queue_due_reminders(limit=size)
+    db.session.commit()
+    if send_batch(size) == size or reminders:
         send_due_emails.delay()
     else:  # the queue ran dry: campaigns whose invitations are all out are now open
         open_sent_campaigns()

@@ -116,8 +116,10 @@ def _campaign_or_404(campaign_id: int) -> Campaign:
     return db.session.get(Campaign, campaign_id) or abort(404, message=NO_CAMPAIGN)
 
 
-def _campaign_out(campaign: Campaign) -> Campaign:
-    campaign.counts = campaign_services.campaign_counts(campaign.id)
+def _campaign_out(campaign: Campaign, counts: dict[str, int] | None = None) -> Campaign:
+    """``campaign`` with its progress counts: ``counts`` when already known (a list counts
+    its whole page in one query), else counted now."""
+    campaign.counts = counts if counts is not None else campaign_services.campaign_counts(campaign.id)
     return campaign
 
 

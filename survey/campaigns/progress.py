@@ -1,17 +1,19 @@
-"""A campaign's funnel over time: by the end of each day, how many people had been
-sent their invitation, had opened it, started and completed the survey; and the
-chart of it, drawn on the server as SVG (no script: the pages' CSP allows none)."""
+"""A campaign's progress: where its sending stands now (what the campaign page shows,
+and what its script polls for while invitations go out), and its funnel over time: by
+the end of each day, how many people had been sent their invitation, had opened it,
+started and completed the survey; and the chart of it, drawn on the server as SVG."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from flask_babel import format_date
+from flask_babel import format_date, format_decimal, format_percent, ngettext
 from flask_babel import gettext as _
 from markupsafe import Markup, escape
 from sqlalchemy import func, select
 
 from survey.campaigns.models import Campaign, Invitation
+from survey.campaigns.services import campaign_counts
 from survey.core.types import utcnow
 from survey.extensions import db
 
@@ -24,6 +26,27 @@ STAGES = (
 )
 #: the most days the chart shows (the last ones)
 MAX_DAYS = 120
+#: while a campaign has one of these statuses, its invitations may still go out: its page follows them
+LIVE_STATUSES = ("scheduled", "sending")
+
+
+def sending_progress(campaign: Campaign) -> dict:
+    """Where the campaign stands: its status, the counts (one aggregate query), the
+    percentage of invitations sent, and that said in a sentence in the reader's language.
+    The campaign page and the JSON its script polls both show this."""
+    counts = campaign_counts(campaign.id)
+    invited, sent = counts["invited"], counts["sent"]
+    # rounded down: 100% only once every invitation is out
+    percent = sent * 100 // invited if invited else 0
+    if invited:
+        text = ngettext("%(sent)s of %(invited)s invitation sent (%(percent)s)",
+                        "%(sent)s of %(invited)s invitations sent (%(percent)s)", invited,
+                        sent=format_decimal(sent), invited=format_decimal(invited),
+                        percent=format_percent(percent / 100))
+    else:
+        text = _("No invitation sent yet.")
+    return {"status": campaign.status, **counts, "percent": percent, "text": text,
+            "live": campaign.status in LIVE_STATUSES}
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from flask import (
     Blueprint,
     current_app,
     flash,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -23,7 +24,7 @@ from survey.audiences.models import Stakeholder
 from survey.campaigns import services
 from survey.campaigns.forms import AudienceForm, BasicsForm, TimingForm
 from survey.campaigns.models import INVITATION_STATUSES, Campaign
-from survey.campaigns.progress import funnel_by_day, funnel_chart
+from survey.campaigns.progress import funnel_by_day, funnel_chart, sending_progress
 from survey.campaigns.recipients import (
     campaign_quiet_hours,
     page_links,
@@ -51,7 +52,7 @@ def index():
     if status:
         statement = statement.where(Campaign.status == status)
     campaigns = paginate(statement, PAGE_SIZE)
-    counts = {c.id: services.campaign_counts(c.id) for c in campaigns.items}
+    counts = services.campaign_counts_many(c.id for c in campaigns.items)
     return render_template("campaigns/index.html", campaigns=campaigns, counts=counts, status=status,
                            statuses=list(TRANSITIONS))
 
@@ -201,15 +202,27 @@ def detail(campaign_id: int):
     if not recipients.items and recipients.page > recipients.pages:  # past the end: the last page
         recipients = recipients_page(campaign.id, page=recipients.pages, **filters)
     audience = services.audience_count(campaign) if campaign.status in ("draft", "scheduled") else None
-    counts = services.campaign_counts(campaign.id)
+    counts = sending_progress(campaign)  # the same figures as the JSON ``progress`` below
     funnel = funnel_by_day(campaign) if counts["invited"] else []
     return render_template(
         "campaigns/detail.html", campaign=campaign, counts=counts,
+        poll_seconds=current_app.config["PROGRESS_POLL_SECONDS"],
         funnel=funnel, funnel_chart=funnel_chart(funnel, counts["invited"]) if funnel else None,
         recipients=recipients, links=page_links(recipients.page, recipients.pages),
         statuses=INVITATION_STATUSES, status=status, email=email,
         quiet_hours=campaign_quiet_hours(campaign), audience=audience,
     )
+
+
+@bp.route("/<int:campaign_id>/progress")
+@role_required("admin")
+def progress(campaign_id: int):
+    """The campaign's progress as JSON: what the campaign page's script polls for while
+    invitations go out (the same figures as the page's "Progress")."""
+    campaign = db.get_or_404(Campaign, campaign_id)
+    response = jsonify(campaign_id=campaign.id, **sending_progress(campaign))
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.route("/<int:campaign_id>/schedule", methods=["POST"])

@@ -1,18 +1,20 @@
-"""Sending the outbox: claim due rows under a lease, send them over one SMTP
-connection, record each server reply as soon as it comes.
+"""Sending the outbox: claim due rows under a lease, send them over the sending
+thread's SMTP connection (kept open from batch to batch), record the server's replies.
 
 A row is claimed by setting it to ``sending`` with a lease (``FOR UPDATE SKIP
 LOCKED`` on PostgreSQL, so concurrent workers never take the same row), renewed
-while the worker sends; a worker that dies leaves its rows to ``release_expired_leases``,
-and one that stalled past its lease leaves alone the rows another worker took since. Each reply is committed
-right after the server gives it (every DISPATCH_MARK_EVERY emails, 1 by default),
-so a worker killed mid-batch resends at most the email in flight, and with the
-Message-ID stored before the first attempt, a resend is the same email: exactly
-once in effect. Temporary failures (4xx, lost connection) are retried with
+while the worker sends; a worker that dies leaves its rows to
+``release_expired_leases``, and one that stalled past its lease leaves alone the
+rows another worker took since. Replies are committed in one bulk update every
+DISPATCH_MARK_EVERY emails (50 by default; 1 commits each reply as it comes), so a
+worker killed mid-batch resends at most those; and with the Message-ID stored
+before the first attempt, a resend is the same email, which mailboxes fold:
+exactly once in effect. Temporary failures (4xx, lost connection) are retried with
 growing delays; permanent ones (5xx) are not, and a hard bounce suppresses the
 address for every later campaign.
 
-Just before sending, each row is checked again: the person opted out, bounced or
+Invitations and reminders are built by mail merge (survey/mail/merge.py). Just
+before sending, each row is checked again: the person opted out, bounced or
 answered, or the campaign closed, and the email is cancelled instead; a reminder
 that would land in the recipient's quiet hours waits for their end.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import re
 import smtplib
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -28,9 +31,7 @@ from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime as rfc2822_date
 from email.utils import formataddr, make_msgid, parseaddr
-from zoneinfo import ZoneInfo
 
-from babel.dates import format_datetime
 from flask import current_app, render_template
 from flask_babel import force_locale
 from flask_babel import gettext as _
@@ -41,6 +42,7 @@ from survey.campaigns.models import Campaign, Invitation
 from survey.core.types import utcnow
 from survey.extensions import db
 from survey.mail.addresses import mail_domain, return_path, unsubscribe_mailto
+from survey.mail.merge import Merge
 from survey.mail.models import OutboxMessage
 from survey.mail.suppression import means_dead_address, suppress_address
 
@@ -65,7 +67,9 @@ class Job:
     attempts: int
     #: the delay before the next reminder once this email is out; None when none follows
     next_gap: timedelta | None
-    email: EmailMessage | None = None
+    #: the address the email goes to, and the email as SMTP sends it
+    recipient: str = ""
+    data: bytes = b""
     #: set when no email could be built for this row
     unbuildable: Outcome | None = None
 
@@ -140,11 +144,13 @@ def release_expired_leases() -> int:
 
 
 def work_waiting() -> bool:
-    """Due rows and no live lease: nobody is sending, so beat should start a sender."""
+    """Due rows or due reminders, and no live lease: nobody is sending, so beat should
+    start a sender."""
     now = utcnow()
     due = exists().where(OutboxMessage.status == "queued", OutboxMessage.next_attempt_at <= now)
+    reminders = exists().where(Invitation.next_reminder_at <= now)
     busy = exists().where(OutboxMessage.status == "sending", OutboxMessage.lease_until >= now)
-    return bool(db.session.scalar(select(due & ~busy)))
+    return bool(db.session.scalar(select((due | reminders) & ~busy)))
 
 
 def send_batch(limit: int) -> int:
@@ -184,6 +190,7 @@ def _prepare(ids: list[int]) -> list[Job]:
         .order_by(OutboxMessage.id)
     ).all()
     jobs, stopped = [], []
+    merge = Merge()
     for message, invitation, person, campaign in rows:
         if invitation is None:  # an email to staff
             reason = _staff_not_wanted(message)
@@ -205,8 +212,14 @@ def _prepare(ids: list[int]) -> list[Job]:
                   message.sequence, message.attempts,
                   next_gap=gap_before(campaign, message.sequence + 1) if campaign else None)
         try:
-            job.email = (build_staff_email(message) if invitation is None
-                         else build_email(message, invitation, person, campaign))
+            if message.kind in ("invitation", "reminder"):
+                job.recipient, job.data = merge.email(message.kind, invitation, person, campaign,
+                                                      message.message_id)
+            else:
+                email = (build_staff_email(message) if invitation is None
+                         else _evidence_request_email(message, invitation, person, campaign))
+                job.recipient = parseaddr(email["To"])[1]
+                job.data = email.as_bytes(policy=SMTP_POLICY)  # CRLF line ends, as SMTP requires
         except (ValueError, LookupError) as exc:
             # One unbuildable row (a local part that is not ASCII needs SMTPUTF8) must
             # not crash the batch, leaving the others to be resent after the lease.
@@ -284,35 +297,6 @@ def build_staff_email(message: OutboxMessage) -> EmailMessage:
     return email
 
 
-def build_email(message: OutboxMessage, invitation: Invitation, person: Stakeholder,
-                campaign: Campaign) -> EmailMessage:
-    """The invitation or a reminder ("finish your answers" for someone who started),
-    in the person's language, with one-click unsubscribe headers (RFC 2369, RFC 8058)."""
-    from survey.campaigns.services import invitation_token, unsubscribe_token
-
-    if message.kind == "evidence_request":
-        return _evidence_request_email(message, invitation, person, campaign)
-    locale = person.locale
-    closes = format_datetime(campaign.closes_at, "long", tzinfo=ZoneInfo(person.timezone), locale=locale)
-    opt_out_token = unsubscribe_token(invitation.token_nonce)
-    context = {
-        "person": person, "campaign": campaign, "link": survey_link(invitation_token(invitation.token_nonce)),
-        "unsubscribe_link": unsubscribe_link(opt_out_token), "closes": closes,
-        "title": campaign.questionnaire.title(locale), "kind": message.kind,
-        "started": invitation.started_at is not None,
-    }
-    with force_locale(locale):
-        if message.kind == "reminder" and context["started"]:
-            subject = _("Finish your answers: %(title)s", title=context["title"])
-        elif message.kind == "reminder":
-            subject = _("Reminder: %(title)s", title=context["title"])
-        else:
-            subject = _("%(title)s: a few minutes of your time", title=context["title"])
-        text = render_template("mail/invitation.txt", **context)
-        html = render_template("mail/invitation.html", subject=subject, locale=locale, **context)
-    return _email(message, person, subject, text, html, opt_out_token)
-
-
 def _evidence_request_email(message, invitation, person, campaign) -> EmailMessage:
     """The committee asks the respondent for more evidence about one claim."""
     from survey.campaigns.services import unsubscribe_token
@@ -368,9 +352,39 @@ def _connect() -> smtplib.SMTP:
     return smtp
 
 
+#: each sending thread's open SMTP connection, kept from one batch to the next
+_kept = threading.local()
+
+
+def _relay() -> tuple:
+    config = current_app.config
+    return (config["SMTP_HOST"], config["SMTP_PORT"], config["SMTP_USER"], config["SMTP_STARTTLS"])
+
+
+def _kept_connection() -> smtplib.SMTP | None:
+    """The connection this thread kept after its last batch, if it is to the configured
+    relay and still answers (relays close idle connections after a few minutes)."""
+    smtp, relay = getattr(_kept, "smtp", None), getattr(_kept, "relay", None)
+    _kept.smtp = None
+    if smtp is None:
+        return None
+    if relay == _relay():
+        try:
+            if smtp.noop()[0] == 250:
+                return smtp
+        except (smtplib.SMTPException, OSError):
+            pass
+    _close(smtp)
+    return None
+
+
+def _keep(smtp: smtplib.SMTP) -> None:
+    _kept.smtp, _kept.relay = smtp, _relay()
+
+
 def _deliver(jobs: list[Job], record, holds=lambda job: True) -> None:
-    """Send each email on one connection, calling ``record(job, outcome)`` after each;
-    reconnect once if the server drops us. A row ``holds`` says is no longer ours is
+    """Send each email on this thread's connection (kept open for its next batch), calling
+    ``record(job, outcome)`` after each; reconnect once if the server drops us. A row ``holds`` says is no longer ours is
     left alone: another worker has it now.
 
     A relay that cannot be reached (refused, silent until the timeout, or dropping
@@ -378,7 +392,7 @@ def _deliver(jobs: list[Job], record, holds=lambda job: True) -> None:
     back to the queue at once. Trying each row would cost one timeout per email,
     enough to outlive the batch's lease and let another worker send the rows too.
     """
-    smtp = None
+    smtp = _kept_connection()  # one connection per sending thread, kept between batches
     connections = 0
     unreachable = None  # the reason the rest of the batch is not tried
     try:
@@ -417,10 +431,7 @@ def _deliver(jobs: list[Job], record, holds=lambda job: True) -> None:
             record(job, outcome)
     finally:
         if smtp is not None:
-            try:
-                smtp.quit()
-            except (smtplib.SMTPException, OSError):
-                _close(smtp)
+            _keep(smtp)
 
 
 def _close(smtp: smtplib.SMTP) -> None:
@@ -432,16 +443,15 @@ def _close(smtp: smtplib.SMTP) -> None:
 
 def _send_one(smtp: smtplib.SMTP, job: Job) -> Outcome:
     # The envelope sender is the row's own VERP address: a later bounce names this email.
-    recipient = parseaddr(job.email["To"])[1]
     code, reply = smtp.mail(return_path(job.outbox_id))
     if code >= 400:
         smtp.rset()
         return _classify(code, reply)
-    code, reply = smtp.rcpt(recipient)
+    code, reply = smtp.rcpt(job.recipient)
     if code >= 400:
         smtp.rset()
         return _classify(code, reply)
-    code, reply = smtp.data(job.email.as_bytes(policy=SMTP_POLICY))  # CRLF line ends, as SMTP requires
+    code, reply = smtp.data(job.data)
     if code >= 400:
         smtp.rset()  # leave the session clean for the next message of the batch
     return _classify(code, reply)

@@ -421,3 +421,39 @@ def test_a_draft_campaign_has_no_recipients_yet(client, auth, alumni_questionnai
     campaign_id = create_campaign(client, auth, alumni_questionnaire.id)
     body = client.get(f"{URL}/{campaign_id}/recipients", headers=auth).get_json()
     assert (body["items"], body["total"], body["pages"]) == ([], 0, 1)
+
+
+# ---------------------------------------------------------------------- the list's queries
+
+def test_the_list_makes_as_many_queries_for_one_campaign_as_for_many(client, auth, alumni_questionnaire,
+                                                                   create_stakeholder, monkeypatch):
+    """Every campaign of a page is counted in one GROUP BY, not one query per campaign."""
+    from tests.campaigns.helpers import counted_queries, invitations, started_campaign
+
+    for _ in range(2):
+        create_stakeholder(cohort="2024")
+
+    def add_campaigns(number: int) -> None:
+        for n in range(number):
+            campaign = started_campaign(alumni_questionnaire, monkeypatch, name=f"Campaign {n}")
+            first = invitations(campaign.id)[0]
+            first.status, first.sent_at = "sent", datetime.now(timezone.utc)
+        db.session.commit()
+
+    def listed() -> tuple[int, list]:
+        client.get(URL, headers=auth)  # warm: the connection, the session
+        with counted_queries() as statements:
+            response = client.get(URL, headers=auth)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return len(statements), response.get_json()["items"]
+
+    add_campaigns(1)
+    create_campaign(client, auth, alumni_questionnaire.id)  # a draft: nothing counted
+    few, _items = listed()
+    add_campaigns(6)
+    many, items = listed()
+    assert many == few
+    assert len(items) == 8
+    counts = [item["counts"] for item in items]
+    assert counts.count({"invited": 2, "sent": 1, "failed": 0, "opened": 0, "started": 0, "completed": 0}) == 7
+    assert counts.count(dict.fromkeys(COUNT_KEYS, 0)) == 1

@@ -1,9 +1,10 @@
 """Helpers shared by the campaign, mail and respond tests: a campaign in a given state."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from survey.campaigns import services
 from survey.campaigns.models import Campaign, Invitation
@@ -68,3 +69,19 @@ def link_path(invitation: Invitation) -> str:
     token = services.invitation_token(invitation.token_nonce)
     assert hash_token(token) == invitation.token_hash
     return f"/s/{token}"
+
+
+@contextmanager
+def counted_queries():
+    """Collects the SQL statements sent to the database inside the block (by this
+    thread's requests too: a test client's request runs in the same process)."""
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, _parameters, _context, _executemany):
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)

@@ -88,7 +88,7 @@ def test_quiet_hours_follow_each_persons_own_clock():
     assert quiet_until(moment, PARIS, *QUIET) == _local("2026-11-24", "08:00")
 
 
-def test_gaps_follow_the_schedule():
+def test_gaps_follow_the_schedule(app):  # app: every model is mapped
     campaign = Campaign(reminders=["P3D", "P7D", "PT12H"])
     assert [gap_before(campaign, n) for n in (1, 2, 3, 4)] == [
         timedelta(hours=12), timedelta(days=3) - timedelta(hours=12), timedelta(days=4), None]

@@ -285,7 +285,7 @@ def test_starting_twice_invites_once(app_ctx, builtin_questionnaires, create_sta
     assert len({i.token_hash for i in rows}) == 3
     assert db.session.get(Campaign, campaign.id).status == "sending"
     assert services.campaign_counts(campaign.id) == {
-        "invited": 3, "sent": 0, "failed": 0, "opened": 0, "started": 0, "completed": 0}
+        "invited": 3, "sent": 0, "failed": 0, "queued": 3, "opened": 0, "started": 0, "completed": 0}
 
 
 def test_people_added_after_the_start_are_not_invited(app_ctx, builtin_questionnaires, create_stakeholder,

@@ -22,7 +22,7 @@ from survey.extensions import db
 from survey.mail.models import OutboxMessage
 from survey.mail.sending import claim_due, release_expired_leases, send_batch, work_waiting
 from tests.campaigns.helpers import invitations, now, outbox, started_campaign
-from tests.conftest import CaughtMail, serve_smtp
+from tests.conftest import CaughtMail, _free_port, serve_smtp
 
 BASE = "https://attest.test.example"
 TRANSLATIONS = Path(__file__).resolve().parents[2] / "survey" / "translations"
@@ -199,7 +199,7 @@ def test_one_connection_per_batch(app, alumni, create_stakeholder, smtp, monkeyp
     assert statuses == ["queued", "sent", "sent", "sent", "sent"]
 
 
-def test_batches_are_limited_and_each_has_its_connection(app, alumni, create_stakeholder, smtp, monkeypatch):
+def test_batches_are_limited_and_share_the_threads_connection(app, alumni, create_stakeholder, smtp, monkeypatch):
     for _ in range(5):
         create_stakeholder()
     started_campaign(alumni, monkeypatch)
@@ -208,7 +208,36 @@ def test_batches_are_limited_and_each_has_its_connection(app, alumni, create_sta
     assert send_batch(3) == 0
     assert len(smtp.messages) == 5
     assert len({_recipient(m) for m in smtp.messages}) == 5
-    assert smtp.connections == 2
+    assert smtp.connections == 1  # no connect, EHLO and QUIT per batch
+
+
+def test_a_kept_connection_the_relay_closed_is_replaced(app, alumni, create_stakeholder, monkeypatch):
+    # Relays close idle connections: the next batch finds the kept one dead and opens another.
+    for _ in range(4):
+        create_stakeholder()
+    campaign = started_campaign(alumni, monkeypatch)
+    first = RecordingMail()
+    for _ in serve_smtp(first):
+        assert send_batch(2) == 2
+    second = RecordingMail()
+    for _ in serve_smtp(second):  # a new server on the same port: the old connection is gone
+        assert send_batch(2) == 2
+    assert len(first.messages) == len(second.messages) == 2
+    assert {row.status for row in _rows(campaign.id)} == {"sent"}
+
+
+def test_a_kept_connection_is_not_used_once_the_relay_changes(app, alumni, create_stakeholder, smtp, monkeypatch):
+    for _ in range(2):
+        create_stakeholder()
+    started_campaign(alumni, monkeypatch)
+    assert send_batch(1) == 1
+    other = RecordingMail()
+    other_port = _free_port()
+    monkeypatch.setitem(app.config, "SMTP_PORT", other_port)
+    monkeypatch.setenv("SMTP_PORT", str(other_port))
+    for _ in serve_smtp(other):
+        assert send_batch(1) == 1
+    assert len(smtp.messages) == len(other.messages) == 1
 
 
 # ------------------------------------------------------------------ temporary failures

@@ -97,11 +97,13 @@ def _one_email_of_each(sink: Sink, emails: list[str], kinds: int) -> bool:
 
 # ---------------------------------------------------------------------- killed worker
 
+@pytest.mark.parametrize("mark_every", [1, 50])
 def test_a_worker_killed_mid_campaign_leaves_everyone_with_exactly_one_invitation(
-        app, alumni, sink, background, monkeypatch):
+        app, alumni, sink, background, monkeypatch, mark_every):
     emails = _people(1000)
     campaign = _scheduled(alumni, monkeypatch)
-    fast_recovery = {"MAIL_LEASE_SECONDS": "2", "DISPATCH_BATCH_SIZE": "100"}
+    fast_recovery = {"MAIL_LEASE_SECONDS": "2", "DISPATCH_BATCH_SIZE": "100",
+                     "DISPATCH_MARK_EVERY": str(mark_every)}
     sink.delay = 0.002  # long enough for the kill to land mid-batch
     worker = background.worker(**fast_recovery)
     background.beat(**fast_recovery)
@@ -118,13 +120,35 @@ def test_a_worker_killed_mid_campaign_leaves_everyone_with_exactly_one_invitatio
     caught = sink.by_recipient()
     assert sorted(caught) == emails
     assert all(len({m["Message-ID"] for m in messages}) == 1 for messages in caught.values())
-    # Replies are committed one by one: at most the emails in flight (one per sending
-    # thread) can reach the server twice, and then as the same email.
-    assert len(sink.messages) <= 1000 + 2
+    # Replies are committed every ``mark_every`` emails: at most that many per sending
+    # thread (two) can reach the server twice, and then as the same email.
+    assert len(sink.messages) <= 1000 + 2 * mark_every
     rows = _rows(campaign.id)
     assert {row.status for row in rows} == {"sent"}
     counts = services.campaign_counts(campaign.id)
     assert (counts["invited"], counts["sent"], counts["failed"]) == (1000, 1000, 0)
+
+
+def test_two_workers_on_one_queue_never_send_a_message_twice(app, alumni, sink, background, monkeypatch):
+    """Scale-out (README): N workers on several machines share one queue and one database."""
+    emails = _people(600)
+    campaign = _scheduled(alumni, monkeypatch, reminders=["PT3S"])
+    small_batches = {"DISPATCH_BATCH_SIZE": "25", "DISPATCH_PARALLELISM": "8"}
+    background.worker(concurrency=4, **small_batches)
+    background.worker(concurrency=4, pool="prefork", **small_batches)
+    background.beat(**small_batches)
+
+    sink.wait(lambda: _one_email_of_each(sink, emails, 2), 180, "every invitation and reminder")
+    time.sleep(3)  # a second copy of anything would arrive now
+    caught = sink.by_recipient()
+    assert sorted(caught) == emails
+    assert all(len(messages) == 2 for messages in caught.values())  # not one copy more
+    assert len(sink.messages) == 2 * len(emails)
+    rows = _rows(campaign.id)
+    assert {(row.status, row.attempts) for row in rows} == {("sent", 1)}
+    # Both workers took part.
+    logs = [proc.log_path.read_text() for proc in background.processes if "worker" in proc.log_path.name]
+    assert all("send_due_emails" in log and "succeeded" in log for log in logs)
 
 
 # ---------------------------------------------------------------------- the same task many times
