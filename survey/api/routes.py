@@ -234,8 +234,8 @@ def import_audience_csv(args):
     """Import a CSV body: any delimiter, UTF-8 (with or without BOM) or Windows-1252."""
     if request.content_length and request.content_length > MAX_CSV_BYTES:
         abort(413, message="The CSV is too large for one request.")
-    body = request.get_data(cache=False)
-    if not body.strip():
+    body = request.get_data(cache=False)  # at most MAX_CSV_BYTES: held whole, parsed as it goes
+    if not body or body.isspace():
         abort(422, message="The request has no CSV: send the file as the body (Content-Type: text/csv).")
     report = import_audience(body, args["kind"])
     if report.unreadable:  # not one row could be read: the request is wrong, not some rows
@@ -256,7 +256,8 @@ def import_audience_csv(args):
 def list_campaigns(args):
     """Campaigns, newest first, each with its progress counts; one page at a time."""
     page = campaigns_page(page=args["page"], per_page=args["per_page"], status=args.get("status"))
-    page.items = [_campaign_out(campaign) for campaign in page.items]
+    counts = campaign_services.campaign_counts_many(campaign.id for campaign in page.items)
+    page.items = [_campaign_out(campaign, counts[campaign.id]) for campaign in page.items]
     return page
 
 

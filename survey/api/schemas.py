@@ -12,6 +12,7 @@ from marshmallow import (
 )
 
 from survey.audiences.models import KINDS
+from survey.audiences.services import MAX_REPORTED_REJECTIONS
 from survey.campaigns.models import (
     CAMPAIGN_STATUSES,
     INVITATION_STATUSES,
@@ -170,7 +171,11 @@ class Rejection(Schema):
 class ImportReportOut(Schema):
     created = fields.Int()
     updated = fields.Int()
-    rejected = fields.List(fields.Nested(Rejection))
+    rejected = fields.List(fields.Nested(Rejection), metadata={
+        "description": f"The first {MAX_REPORTED_REJECTIONS:,} lines that were not stored, in line order, "
+                       "each with its reason."})
+    rejected_total = fields.Int(metadata={
+        "description": "How many lines were not stored in all, listed in `rejected` or not."})
 
 
 class AudienceIn(Schema):

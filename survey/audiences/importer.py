@@ -1,28 +1,45 @@
 """Reading audience files (CSV exported from a spreadsheet) into clean stakeholder rows.
 
-Pure parsing: no database. ``parse_audience`` takes the raw bytes of an upload and returns
-the rows that can be stored and, for every other line, its physical line number and a reason
-an admin can act on. It never raises on file content: whatever is wrong becomes a rejection.
+Pure parsing: no database. ``parse_audience`` takes an upload (a binary file object, or its
+bytes) and streams it: iterating the reader it returns yields, in line order, each row that
+can be stored and, for every other line, its physical line number and a reason an admin can
+act on. Neither the file nor its rows are ever held whole, so a million-line file costs the
+same memory as a small one. It never raises on file content: whatever is wrong becomes a
+rejection.
+
+Two rows with the same email are both yielded here: finding duplicates needs every email
+read so far, which ``survey.audiences.services`` asks of the database instead of memory.
 
 What is stored is shown on web pages and exported to spreadsheets, so a row is refused when
 a cell could run as a spreadsheet formula or carries markup; nothing is escaped or rewritten
 behind the admin's back.
+
+Encodings: UTF-8 (with or without a byte order mark), UTF-16 with a byte order mark (Excel's
+"Unicode text"), else Windows-1252 (older Excel on Windows). The choice is made on the first
+``FIRST_READ_SIZE`` bytes, the whole of most files. If bytes further on do not fit it, a file
+that was plain ASCII until there is read as Windows-1252 from there on (exactly what decoding
+it whole would give); otherwise the line where decoding fails is rejected with a reason that
+says the rest of the file was not read, and the lines before it are kept.
 
 Reasons are lazy texts (``survey.core.i18n``): the import page reads them in the admin's
 language, the API and the CLI in English (as does anything outside a Flask app).
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
 import unicodedata
 import zoneinfo
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
+from itertools import chain
+from typing import BinaryIO, NamedTuple
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from flask_babel import lazy_gettext as _l
 
 from survey.core.i18n import LazyText, as_text, lazy_join
@@ -30,6 +47,10 @@ from survey.core.i18n import LazyText, as_text, lazy_join
 #: Longest name we store (the columns are String(200)); longest attribute value we accept.
 MAX_NAME_LENGTH = 200
 MAX_ATTRIBUTE_LENGTH = 1000
+#: Bytes read first: the encoding and the delimiter are decided on them.
+FIRST_READ_SIZE = 1 << 20
+#: Bytes read at a time after that, and characters split into lines at a time.
+READ_SIZE = 256 << 10
 
 #: Header names as they appear in French and English exports, compared after ``_compact``
 #: (lower case, no accents, no spaces, underscores or hyphens).
@@ -66,20 +87,20 @@ _DAY_FIRST = re.compile(r"^(\d{1,2})([/.-])(\d{1,2})\2(\d{4})$")
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
 #: The first bytes of .xlsx/.ods (zip) and .xls (OLE) files, uploaded instead of CSV.
 _SPREADSHEET_MAGIC = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0")
+_UTF8_BOM = codecs.BOM_UTF8
 #: Invisible characters that reorder or hide text on a page; stripped like control characters.
 _INVISIBLE = {"\ufeff", "\u200b", "\u202a", "\u202b", "\u202c", "\u202d", "\u202e",
               "\u2066", "\u2067", "\u2068", "\u2069"}
 
 
-@dataclass(frozen=True)
-class ParsedRow:
+class ParsedRow(NamedTuple):
     line: int
     email: str
     first_name: str
     last_name: str
     locale: str
     timezone: str
-    attributes: dict[str, str] = field(default_factory=dict)
+    attributes: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -95,6 +116,8 @@ class Rejection:
 
 @dataclass
 class ParseResult:
+    """A whole file's rows and rejections, for files small enough to hold (and tests)."""
+
     rows: list[ParsedRow] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
     #: why no row at all could be read (not text, empty, no email column); None if rows could
@@ -113,94 +136,267 @@ class Column:
 
 
 def parse_audience(
-    data: bytes, *, default_locale: str = "fr", default_timezone: str = "Europe/Paris"
-) -> ParseResult:
-    """Parse an audience file; see the module docstring."""
-    result = ParseResult()
-    text, problem = _decode(data)
-    if problem is not None:
-        result.rejected.append(Rejection(1, problem))
-        result.unreadable = problem
+    source: bytes | BinaryIO, *, default_locale: str = "fr", default_timezone: str = "Europe/Paris",
+    progress: Callable[[int, int], None] | None = None,
+) -> AudienceReader:
+    """Stream an audience file (a binary file object, or bytes); see the module docstring.
+
+    ``progress(bytes_read, lines_read)`` is called as the file is read (before each read of
+    ``READ_SIZE`` bytes after the first, and at its end), for a progress bar.
+    """
+    return AudienceReader(source, default_locale=default_locale, default_timezone=default_timezone,
+                          progress=progress)
+
+
+class AudienceReader:
+    """The rows (``ParsedRow``) and rejections (``Rejection``) of one file, in line order.
+
+    Iterate it once. ``bytes_read`` and ``lines_read`` say how far it got; ``unreadable``
+    is set, once iterated, when no row at all could be read.
+    """
+
+    def __init__(self, source: bytes | BinaryIO, *, default_locale: str, default_timezone: str,
+                 progress: Callable[[int, int], None] | None = None):
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            source = io.BytesIO(source)
+        self._stream = source
+        self._defaults = (default_locale, default_timezone)
+        self._progress = progress
+        self._text: _Text | None = None
+        self._started = False
+        #: physical lines read so far (a quoted cell may span lines)
+        self.lines_read = 0
+        #: why the file as a whole could not be read (not text, empty, no email column)
+        self.unreadable: LazyText | None = None
+
+    @property
+    def bytes_read(self) -> int:
+        return self._text.bytes_read if self._text is not None else 0
+
+    def __iter__(self) -> Iterator[ParsedRow | Rejection]:
+        if self._started:
+            raise RuntimeError("an audience file can be read only once")
+        self._started = True
+        return self._read()
+
+    def collect(self) -> ParseResult:
+        """Every row and rejection in lists: only for files small enough to hold."""
+        result = ParseResult()
+        for item in self:
+            (result.rejected if isinstance(item, Rejection) else result.rows).append(item)
+        result.unreadable = self.unreadable
         return result
 
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_sniff_delimiter(text))
-    columns: list[Column] | None = None
-    seen: dict[str, int] = {}  # email -> line of the row kept
-    last_line = 0
-    while True:
-        # A quoted cell may span lines: the record starts just after the previous one ended.
-        line = last_line + 1
-        try:
-            cells = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            result.rejected.append(
-                Rejection(line, _l("unreadable CSV (%(error)s); the rest of the file was not read", error=str(exc)))
-            )
-            break
-        last_line = reader.line_num
-        if _is_blank(cells):
-            continue
-        if columns is None:
-            columns = _map_columns(cells)
-            if not any(c.key == "email" for c in columns):
-                result.rejected.append(Rejection(line, _no_email_reason(cells)))
-                result.unreadable = result.rejected[-1].reason
-                return result
-            continue
-        row, reasons = _parse_row(line, cells, columns, default_locale, default_timezone)
-        if row is not None and row.email in seen:
-            reasons.append(_l("duplicate of line %(line)d (same email)", line=seen[row.email]))
-        if reasons:
-            result.rejected.append(Rejection(line, lazy_join("; ", reasons)))
-        else:
-            seen[row.email] = line
-            result.rows.append(row)
+    def _report_progress(self) -> None:
+        if self._progress is not None:
+            self._progress(self.bytes_read, self.lines_read)
 
-    if columns is None:
-        result.rejected.append(Rejection(1, _l("the file is empty: no header line and no rows")))
-        result.unreadable = result.rejected[-1].reason
-    return result
+    def _read(self) -> Iterator[ParsedRow | Rejection]:
+        text = self._text = _Text(self._stream, on_read=self._report_progress)
+        if text.problem is not None:
+            yield self._unreadable(Rejection(1, text.problem))
+            self._report_progress()
+            return
+        yield from self._records(text)
+        self._report_progress()
+
+    def _records(self, text: _Text) -> Iterator[ParsedRow | Rejection]:
+        delimiter = _sniff_delimiter(text.first)
+        lines = chain.from_iterable(_lines(text.chunks()))
+        # Cells too long for csv are refused by it: let it say so.
+        csv_limit = csv.field_size_limit()
+        parse_row = None
+        last_line = 0
+        try:
+            for text_line in lines:
+                # A quoted cell may span lines: the record starts just after the previous one ended.
+                line = last_line + 1
+                if '"' in text_line or len(text_line) > csv_limit:
+                    reader = csv.reader(chain((text_line,), lines), delimiter=delimiter)
+                    cells = next(reader)  # reads on into the next lines while a quote is open
+                    last_line += reader.line_num
+                else:
+                    # Without quotes, csv would split at each delimiter: so does str.split, faster.
+                    cells = text_line.rstrip("\r\n").split(delimiter)
+                    last_line = line
+                self.lines_read = last_line
+                if parse_row is not None:
+                    item = parse_row(line, cells)
+                    if item is not None:
+                        yield item
+                elif not _is_blank(cells):
+                    columns = _map_columns(cells)
+                    if not any(c.key == "email" for c in columns):
+                        yield self._unreadable(Rejection(line, _no_email_reason(cells)))
+                        return
+                    parse_row = _row_parser(columns, *self._defaults)
+        except csv.Error as exc:
+            yield Rejection(last_line + 1, _l("unreadable CSV (%(error)s); the rest of the file was not read",
+                                              error=str(exc)))
+        except _Undecodable as exc:
+            yield Rejection(last_line + 1, exc.reason)
+        if parse_row is None:
+            yield self._unreadable(Rejection(1, _l("the file is empty: no header line and no rows")))
+
+    def _unreadable(self, rejection: Rejection) -> Rejection:
+        self.unreadable = rejection.reason
+        return rejection
 
 
 # --- reading the file -------------------------------------------------------------------
 
 
-def _decode(data: bytes) -> tuple[str, LazyText | None]:
-    """The file's text, or a reason it cannot be read as text."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        # Excel's "Unicode text" export is UTF-16 with a byte order mark.
+class _Undecodable(Exception):
+    """The bytes from here on are not text in the file's encoding."""
+
+    def __init__(self, reason):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _decoder(encoding: str) -> Callable[[bytes, bool], tuple[str, int]]:
+    """``decode(data, final) -> (text, bytes used)``: an incomplete character at the end
+    of ``data`` is left for the next read unless ``final``."""
+    if encoding == "cp1252":  # one byte, one character: nothing is ever incomplete
+        return lambda data, final: (data.decode("cp1252"), len(data))
+    decode = {"utf-8": codecs.utf_8_decode, "utf-16-le": codecs.utf_16_le_decode,
+              "utf-16-be": codecs.utf_16_be_decode}[encoding]
+    return lambda data, final: decode(data, "strict", final)
+
+
+_ENCODING_NAMES = {"utf-8": "UTF-8", "cp1252": "Windows-1252", "utf-16-le": "UTF-16", "utf-16-be": "UTF-16"}
+
+
+class _Text:
+    """The text of a binary stream, decoded one read at a time.
+
+    ``problem`` says why the file cannot be read as text at all (decided on the first read);
+    otherwise ``first`` is the text of the first read and ``chunks()`` yields it and the rest.
+    """
+
+    def __init__(self, stream: BinaryIO, on_read: Callable[[], None]):
+        self._stream = stream
+        self._on_read = on_read
+        self.bytes_read = 0
+        self.problem: LazyText | None = None
+        self.first = ""
+        self._pending = b""  # an incomplete character at the end of the last read
+        self._only_ascii = True  # so far: then UTF-8 and Windows-1252 read the same
+        data = self._read(FIRST_READ_SIZE)
+        self._eof = len(data) < FIRST_READ_SIZE
+        self.encoding = "utf-8"
+        if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+            # Excel's "Unicode text" export is UTF-16 with a byte order mark.
+            self.encoding = "utf-16-le" if data.startswith(b"\xff\xfe") else "utf-16-be"
+            data = data[2:]
+            if not self._start(data):
+                self.problem = as_text(_l("the file claims to be UTF-16 but cannot be decoded"))
+        elif data.startswith(_SPREADSHEET_MAGIC):
+            self.problem = as_text(_l("the file is not text (an Excel workbook?): "
+                                      "save it as CSV (UTF-8) and import that file"))
+        else:
+            if data.startswith(_UTF8_BOM):
+                data = data[len(_UTF8_BOM):]
+            if not self._start(data):
+                # Older Excel on Windows saves CSV in Windows-1252.
+                self.encoding = "cp1252"
+                if not self._start(data):
+                    self.problem = as_text(_l("the file is neither UTF-8 nor Windows-1252 text: "
+                                              "save it as CSV (UTF-8)"))
+
+    def _read(self, wanted: int) -> bytes:
+        # A socket or request stream may return less than asked before its end.
+        parts, size = [], 0
+        while size < wanted:
+            part = self._stream.read(wanted - size)
+            if not part:
+                break
+            parts.append(part)
+            size += len(part)
+        self.bytes_read += size
+        return b"".join(parts)
+
+    def _start(self, data: bytes) -> bool:
+        """Decode the first read in ``self.encoding``; False if it is not that encoding."""
         try:
-            return data.decode("utf-16"), None
+            self.first, used = _decoder(self.encoding)(data, self._eof)
         except UnicodeDecodeError:
-            return "", as_text(_l("the file claims to be UTF-16 but cannot be decoded"))
-    if data.startswith(_SPREADSHEET_MAGIC):
-        return "", as_text(_l("the file is not text (an Excel workbook?): "
-                              "save it as CSV (UTF-8) and import that file"))
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        # Older Excel on Windows saves CSV in Windows-1252.
+            return False
+        self._pending = data[used:]
+        self._only_ascii = self.first.isascii()
+        return True
+
+    def chunks(self) -> Iterator[str]:
+        """The text, a read at a time; raises ``_Undecodable`` after the last good text."""
+        first, self.first = self.first, ""  # not held while the rest is read
+        for start in range(0, len(first), READ_SIZE):
+            yield first[start:start + READ_SIZE]
+        del first
+        while not self._eof:
+            self._on_read()
+            data = self._read(READ_SIZE)
+            self._eof = len(data) < READ_SIZE
+            text, problem = self._decode(self._pending + data)
+            if text:
+                yield text
+            if problem is not None:
+                raise _Undecodable(problem)
+
+    def _decode(self, data: bytes) -> tuple[str, LazyText | None]:
         try:
-            text = data.decode("cp1252")
-        except UnicodeDecodeError:
-            return "", as_text(_l("the file is neither UTF-8 nor Windows-1252 text: save it as CSV (UTF-8)"))
-    if not text.strip():
-        return "", as_text(_l("the file is empty: no header line and no rows"))
-    return text, None
+            text, used = _decoder(self.encoding)(data, self._eof)
+        except UnicodeDecodeError as exc:
+            good = data[:exc.start].decode(self.encoding)
+            if self.encoding == "utf-8" and self._only_ascii and good.isascii():
+                # ASCII until here, where UTF-8 and Windows-1252 agree: the file is
+                # Windows-1252, as decoding it whole would have found.
+                self.encoding = "cp1252"
+                rest, problem = self._decode(data[exc.start:])
+                return good + rest, problem
+            self._pending = b""
+            return good, as_text(_l(
+                "the text is not %(encoding)s from this line on: the rest of the file was not read; "
+                "save it as CSV (UTF-8)", encoding=_ENCODING_NAMES[self.encoding]))
+        self._pending = data[used:]
+        if self._only_ascii and not text.isascii():
+            self._only_ascii = False
+        return text, None
+
+
+def _lines(chunks: Iterator[str]) -> Iterator[list[str]]:
+    """The lines of the text as ``io.StringIO(text, newline="")`` splits them (ends kept)."""
+    carry = ""
+    for chunk in chunks:
+        lines = io.StringIO(carry + chunk, newline="").readlines()
+        # The last line may go on in the next chunk (a "\r" may be half of "\r\n").
+        carry = lines.pop() if lines and not lines[-1].endswith("\n") else ""
+        yield lines
+    if carry:
+        yield [carry]
 
 
 def _sniff_delimiter(text: str) -> str:
     """The delimiter of the first lines; the most frequent one in the header if unsure."""
-    sample = "\n".join(text.splitlines()[:20])
+    sample = "\n".join(_first_lines(text, 20))
     try:
         return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
     except csv.Error:
-        header = next((line for line in text.splitlines() if line.strip()), "")
+        header = next((line for line in _first_lines(text, 20) if line.strip()), None)
+        if header is None:
+            header = next((line for line in text.splitlines() if line.strip()), "")
         counts = {d: header.count(d) for d in DELIMITERS}
         best = max(counts, key=counts.get)
         return best if counts[best] else ","
+
+
+def _first_lines(text: str, count: int) -> list[str]:
+    """``text.splitlines()[:count]``, without splitting the whole text."""
+    size = 4096
+    while True:
+        lines = text[:size].splitlines()
+        if len(lines) > count or size >= len(text):
+            return lines[:count]
+        size *= 4
 
 
 def _is_blank(cells: list[str]) -> bool:
@@ -259,6 +455,106 @@ def _no_email_reason(header: list[str]):
 
 # --- one row ----------------------------------------------------------------------------
 
+#: Separates cells in ``_row_parser``'s checks: printable, and never typed in a spreadsheet.
+_CELL_SEPARATOR = "\u2400"
+#: A cell starting (after spaces) like a formula, in ``_CELL_SEPARATOR`` + cells joined by it.
+_FORMULA_AFTER_SEPARATOR = re.compile(_CELL_SEPARATOR + " *[=+@-]").search
+#: Distinct values remembered per column (languages, time zones, dates) in one file.
+_MEMO_SIZE = 10_000
+
+
+def _row_parser(
+    columns: list[Column], default_locale: str, default_timezone: str
+) -> Callable[[int, list[str]], ParsedRow | Rejection | None]:
+    """``parse(line, cells)``: the row, its rejection, or None for a blank line.
+
+    Most lines are plain (printable text, no formula, no markup, well-formed values): those
+    take a short path, with the checks of languages, time zones and dates remembered for the
+    file. Any other line takes ``_parse_row``, which finds every reason; the short path only
+    ever accepts what ``_parse_row`` accepts, and reads it the same way.
+    """
+    width = len(columns)
+    at = {column.key: column.index for column in columns}
+    email_at = at["email"]
+    first_at, last_at = at.get("first_name"), at.get("last_name")
+    locale_at, timezone_at = at.get("locale"), at.get("timezone")
+    attribute_columns = [(c.index, c.key, c.key in DATE_ATTRIBUTES) for c in columns if c.is_attribute]
+    locales = _memo(lambda value: _locale(value, default_locale))
+    timezones = _memo(lambda value: _timezone(value, default_timezone))
+    dates = _memo(lambda value: _iso_date(value, ""))
+    new_tuple = tuple.__new__  # ParsedRow._make, without its checks
+    separator, formula_after_separator = _CELL_SEPARATOR, _FORMULA_AFTER_SEPARATOR
+    plain_email, special_use_endings = _PLAIN_EMAIL, _SPECIAL_USE_ENDINGS
+    strip = str.strip
+
+    def plain_row(line: int, cells: list[str]) -> ParsedRow | None:
+        if len(cells) != width:
+            # Blank cells after the last column (trailing delimiters) are ignored, as in _parse_row.
+            if len(cells) < width or not _is_blank(cells[width:]):
+                return None
+            cells = cells[:width]
+        raw = separator + separator.join(cells)
+        # Printable: no control or invisible character, so ``_clean`` would only strip, and
+        # spaces are the only white space.
+        if not raw.isprintable() or "<" in raw or ">" in raw or formula_after_separator(raw):
+            return None
+        values = list(map(strip, cells))
+        email = values[email_at]  # ``_fast_email``, inlined
+        if len(email) > _MAX_PLAIN_EMAIL_LENGTH or plain_email(email) is None:
+            return None
+        email = email.lower()
+        if email.endswith(special_use_endings):
+            return None
+        locale, timezone = default_locale, default_timezone
+        if locale_at is not None and (value := values[locale_at]):
+            locale, problem = locales(value)
+            if problem is not None:
+                return None
+        if timezone_at is not None and (value := values[timezone_at]):
+            timezone, problem = timezones(value)
+            if problem is not None:
+                return None
+        first_name = values[first_at] if first_at is not None else ""
+        last_name = values[last_at] if last_at is not None else ""
+        if len(first_name) > MAX_NAME_LENGTH or len(last_name) > MAX_NAME_LENGTH:
+            return None
+        attributes = {}
+        for index, key, is_date in attribute_columns:
+            if value := values[index]:
+                if len(value) > MAX_ATTRIBUTE_LENGTH:
+                    return None
+                if is_date:
+                    value, problem = dates(value)
+                    if problem is not None:
+                        return None
+                attributes[key] = value
+        return new_tuple(ParsedRow, (line, email, first_name, last_name, locale, timezone, attributes))
+
+    def parse(line: int, cells: list[str]) -> ParsedRow | Rejection | None:
+        if (row := plain_row(line, cells)) is not None:
+            return row
+        if _is_blank(cells):
+            return None
+        row, reasons = _parse_row(line, cells, columns, default_locale, default_timezone)
+        return row if row is not None else Rejection(line, lazy_join("; ", reasons))
+
+    return parse
+
+
+def _memo(function: Callable[[str], tuple]) -> Callable[[str], tuple]:
+    """``function``, remembering its results for up to ``_MEMO_SIZE`` values."""
+    results: dict[str, tuple] = {}
+
+    def remembered(value: str) -> tuple:
+        result = results.get(value)
+        if result is None:
+            if len(results) >= _MEMO_SIZE:
+                results.clear()
+            result = results[value] = function(value)
+        return result
+
+    return remembered
+
 
 def _parse_row(
     line: int, cells: list[str], columns: list[Column], default_locale: str, default_timezone: str
@@ -300,6 +596,10 @@ def _has_right_width(cells: list[str], width: int) -> bool:
 
 def _clean(cell: str) -> str:
     """Trimmed, control and invisible characters removed (line breaks become spaces)."""
+    if cell.isprintable():
+        # No control character, and the invisible ones are all "format" characters, which
+        # are not printable either: nothing to remove.
+        return cell.strip()
     out = []
     for char in cell:
         if char in "\r\n\t":
@@ -322,9 +622,37 @@ def _unsafe_cell(column: Column, raw: str):
     return None
 
 
+# An address made only of these, and short enough, is one ``validate_email`` accepts and
+# normalises by lower-casing its domain: a dot-atom of RFC 5322 "atext" before the "@"
+# (at most 64 characters, what ``strict`` mode allows), then at least two labels of letters,
+# digits and single inner hyphens (so no "xn--" Punycode, which it would decode), each at
+# most 63 long, the last ending with a letter. Special-use names (.test, .local…) and long
+# addresses are left to ``validate_email``; so is anything else.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_LABEL = r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*"
+_PLAIN_EMAIL = re.compile(
+    rf"(?=[^@]{{1,64}}@){_ATEXT}+(?:\.{_ATEXT}+)*"
+    rf"@(?:(?=[A-Za-z0-9-]{{1,63}}\.){_LABEL}\.)+"
+    r"(?=[A-Za-z0-9-]{1,63}\Z)(?:[A-Za-z0-9]+-)*[A-Za-z0-9]*[A-Za-z]"
+).fullmatch
+_SPECIAL_USE_ENDINGS = tuple(f"{at}{name}" for name in SPECIAL_USE_DOMAIN_NAMES for at in ".@")
+_MAX_PLAIN_EMAIL_LENGTH = 254
+
+
+def _fast_email(value: str) -> str | None:
+    """The address as ``_email`` stores it, when it is plainly valid; None to ask ``validate_email``."""
+    if len(value) > _MAX_PLAIN_EMAIL_LENGTH or _PLAIN_EMAIL(value) is None:
+        return None
+    email = value.lower()
+    return None if email.endswith(_SPECIAL_USE_ENDINGS) else email
+
+
 def _email(value: str) -> tuple[str, object]:
     if not value:
         return "", _l("missing email")
+    email = _fast_email(value)
+    if email is not None:
+        return email, None
     try:
         normalized = validate_email(value, check_deliverability=False).normalized
     except EmailNotValidError:

@@ -33,7 +33,7 @@ def index():
     form = ImportForm()
     report = None
     if form.validate_on_submit():
-        report = import_audience(form.file.data.read(), form.kind.data)
+        report = import_audience(form.file.data.stream, form.kind.data)  # read as it goes
         db.session.commit()
     people = paginate(select(Stakeholder).order_by(Stakeholder.id), PAGE_SIZE)
     totals = dict(db.session.execute(select(Stakeholder.kind, func.count()).group_by(Stakeholder.kind)).all())

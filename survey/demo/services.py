@@ -41,7 +41,8 @@ def set_up_demo(password_file: Path) -> tuple[str, str | None]:
             if db.session.scalar(select(User.id).where(User.email == email)) is None:
                 create_user(email, password, role, name=name)
     load_builtin_questionnaires()
-    import_audience((HERE / "alumni.csv").read_bytes(), "alumnus")
-    import_audience((HERE / "employees.csv").read_bytes(), "employee")
+    for name, kind in (("alumni.csv", "alumnus"), ("employees.csv", "employee")):
+        with (HERE / name).open("rb") as audience:
+            import_audience(audience, kind)
     db.session.commit()
     return DEMO_ADMIN, password

@@ -27,10 +27,11 @@ def test_csv_body_creates_updates_and_rejects_with_line_numbers(client, auth, cr
     response = client.post(f"{URL}?kind=alumnus", data=csv_body.encode(), content_type="text/csv", headers=auth)
     assert response.status_code == 200, response.get_data(as_text=True)
     report = response.get_json()
-    assert set(report) == {"created", "updated", "rejected"}
+    assert set(report) == {"created", "updated", "rejected", "rejected_total"}
     assert report["created"] == 1
     assert report["updated"] == 1
     assert [r["line"] for r in report["rejected"]] == [4, 5]
+    assert report["rejected_total"] == 2
     assert all(set(r) == {"line", "reason"} and r["reason"] for r in report["rejected"])
     assert "duplicate of line 2" in report["rejected"][1]["reason"]
 
@@ -56,7 +57,7 @@ def test_the_employees_export_creates_60_people(client, auth, shared_data):
     body = (shared_data / "employees.csv").read_bytes()
     response = client.post(f"{URL}?kind=employee", data=body, content_type="text/csv", headers=auth)
     assert response.status_code == 200, response.get_data(as_text=True)
-    assert response.get_json() == {"created": 60, "updated": 0, "rejected": []}
+    assert response.get_json() == {"created": 60, "updated": 0, "rejected": [], "rejected_total": 0}
     count = db.session.scalar(select(func.count()).select_from(Stakeholder).where(Stakeholder.kind == "employee"))
     assert count == 60
 
@@ -88,6 +89,13 @@ def test_unusable_csv_is_reported_not_a_500(client, auth, body):
         assert payload["created"] == 0 and payload["rejected"]
         assert all(r["reason"] for r in payload["rejected"])
     assert _people() == {}
+
+
+def test_a_long_report_lists_the_first_rejections_and_counts_them_all(client, auth):
+    body = ("email\n" + "".join(f"nope{n}\n" for n in range(1500)) + "ada@example.org\n").encode()
+    report = client.post(f"{URL}?kind=alumnus", data=body, content_type="text/csv", headers=auth).get_json()
+    assert (report["created"], report["rejected_total"], len(report["rejected"])) == (1, 1500, 1000)
+    assert report["rejected"][-1] == {"line": 1001, "reason": "invalid email address 'nope999'"}
 
 
 @pytest.mark.parametrize("body", [b"", b"  \r\n"])

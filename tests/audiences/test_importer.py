@@ -1,8 +1,19 @@
-"""The audience file parser: what it keeps, what it refuses, and the reason it gives."""
+"""The audience file parser: what it keeps, what it refuses, and the reason it gives.
+
+Emails given twice are found by the import, in the database (tests/audiences/test_services.py):
+the parser yields both rows.
+"""
 from __future__ import annotations
 
-import pytest
+import io
+import string
 
+import pytest
+from email_validator import EmailNotValidError, validate_email
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from survey.audiences import importer
 from survey.audiences.importer import parse_audience
 
 HEADER = "Email;Prénom;Nom;Parcours;Promotion;Date de fin;Langue;Fuseau horaire"
@@ -10,7 +21,7 @@ GOOD = "ada@example.org;Ada;Lovelace;Data Analyst;2024-02;05/11/2025;en;Europe/L
 
 
 def parse(*lines: str, encoding: str = "utf-8", newline: str = "\r\n", **options):
-    return parse_audience(newline.join(lines).encode(encoding), **options)
+    return parse_audience(newline.join(lines).encode(encoding), **options).collect()
 
 
 def rejected(result) -> dict[int, str]:
@@ -22,17 +33,16 @@ def rejected(result) -> dict[int, str]:
 
 @pytest.fixture
 def alumni(shared_data):
-    return parse_audience((shared_data / "alumni_fr_excel.csv").read_bytes())
+    return parse_audience((shared_data / "alumni_fr_excel.csv").read_bytes()).collect()
 
 
 def test_french_excel_export_keeps_every_valid_row(alumni):
-    # 240 data lines (2-241); 8 refused; 242 (empty) and 243 (only ';') are skipped silently.
-    assert len(alumni.rows) == 232
+    # 240 data lines (2-241); 6 refused; 242 (empty) and 243 (only ';') are skipped silently.
+    # Lines 7 and 63 repeat the email of lines 6 and 62: the import refuses them.
+    assert len(alumni.rows) == 234
     assert rejected(alumni) == {
-        7: "duplicate of line 6 (same email)",
         19: "invalid email address 'not-an-email'",
         35: "missing email",
-        63: "duplicate of line 62 (same email)",
         79: "impossible date '31/02/2025' in column 'Date de fin'",
         92: "unknown time zone 'Mars/Olympus'",
         103: "value in column 'Prénom' looks like a spreadsheet formula",
@@ -55,9 +65,9 @@ def test_french_export_rows_are_normalised(alumni):
     assert by_line[5].last_name == "García-López"
 
 
-def test_french_export_first_of_a_case_duplicate_is_kept(alumni):
-    kept = [row for row in alumni.rows if row.email == "lodie.dubois4@example.fr"]
-    assert [(row.line, row.first_name) for row in kept] == [(6, "Élodie")]
+def test_french_export_same_email_in_two_cases_reads_as_one_address(alumni):
+    same = [row for row in alumni.rows if row.email == "lodie.dubois4@example.fr"]
+    assert [(row.line, row.first_name) for row in same] == [(6, "Élodie"), (7, "Zoë")]
 
 
 def test_french_export_spaces_around_email_are_trimmed(alumni):
@@ -78,7 +88,7 @@ def test_french_export_stores_nothing_dangerous(alumni):
 
 
 def test_employees_file_keeps_department_and_gender(shared_data):
-    result = parse_audience((shared_data / "employees.csv").read_bytes())
+    result = parse_audience((shared_data / "employees.csv").read_bytes()).collect()
     assert result.rejected == []
     assert len(result.rows) == 60
     first = result.rows[0]
@@ -98,7 +108,7 @@ def test_windows_1252_file_is_decoded():
 
 
 def test_utf8_bom_is_not_part_of_the_first_header():
-    result = parse_audience(b"\xef\xbb\xbf" + f"{HEADER}\r\n{GOOD}".encode())
+    result = parse_audience(b"\xef\xbb\xbf" + f"{HEADER}\r\n{GOOD}".encode()).collect()
     assert result.rejected == []
     assert result.rows[0].email == "ada@example.org"
 
@@ -276,7 +286,7 @@ def test_no_email_column_rejects_the_file():
 
 @pytest.mark.parametrize("data", [b"", b"\r\n\r\n", b"\xef\xbb\xbf", b";;;\r\n"])
 def test_empty_file_is_a_clear_rejection(data):
-    result = parse_audience(data)
+    result = parse_audience(data).collect()
     assert result.rows == []
     assert [(r.line, r.reason) for r in result.rejected] == [
         (1, "the file is empty: no header line and no rows")]
@@ -288,21 +298,21 @@ def test_header_only_file_has_nothing_to_report():
 
 
 def test_binary_file_is_a_clear_rejection():
-    result = parse_audience(b"PK\x03\x04\x14\x00\x06\x00binary\xff\xfe")
+    result = parse_audience(b"PK\x03\x04\x14\x00\x06\x00binary\xff\xfe").collect()
     assert result.rows == []
     assert result.rejected[0].line == 1
     assert "not text" in result.rejected[0].reason
 
 
 def test_bytes_neither_utf8_nor_cp1252_are_a_clear_rejection():
-    result = parse_audience(b"Email\r\nada@example.org\x81\x8d")
+    result = parse_audience(b"Email\r\nada@example.org\x81\x8d").collect()
     assert result.rows == []
     assert "neither UTF-8 nor Windows-1252" in result.rejected[0].reason
 
 
 def test_utf16_excel_unicode_text_is_read():
     data = "Email\tNom\r\nada@example.org\tLøvelace\r\n".encode("utf-16")
-    result = parse_audience(data)
+    result = parse_audience(data).collect()
     assert [(row.email, row.last_name) for row in result.rows] == [("ada@example.org", "Løvelace")]
 
 
@@ -315,6 +325,209 @@ def test_utf16_excel_unicode_text_is_read():
 def test_never_raises_on_odd_content(data):
     if isinstance(data, str):
         data = data.encode()
-    result = parse_audience(data)
+    result = parse_audience(data).collect()
     assert all(row.email for row in result.rows)
     assert all(r.line >= 1 and r.reason for r in result.rejected)
+
+
+# --- streaming --------------------------------------------------------------------------
+
+
+class TrickleStream(io.RawIOBase):
+    """A stream that returns a few bytes per read, as a socket may."""
+
+    def __init__(self, data: bytes, step: int = 7):
+        self._data, self._step, self._at = data, step, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        size = self._step if size < 0 else min(size, self._step)
+        chunk = self._data[self._at:self._at + size]
+        self._at += len(chunk)
+        return chunk
+
+
+def test_a_file_object_reads_like_its_bytes(shared_data):
+    path = shared_data / "alumni_fr_excel.csv"
+    with path.open("rb") as stream:
+        from_file = parse_audience(stream).collect()
+    assert from_file == parse_audience(path.read_bytes()).collect()
+    assert parse_audience(TrickleStream(path.read_bytes())).collect() == from_file
+
+
+def read_in_pieces(monkeypatch, size: int, first: int = 300) -> None:
+    """Make the reader decide on ``first`` bytes, then read ``size`` at a time."""
+    monkeypatch.setattr(importer, "FIRST_READ_SIZE", first)
+    monkeypatch.setattr(importer, "READ_SIZE", size)
+
+
+@pytest.mark.parametrize("read_size", [1, 2, 3, 5, 64, 4099])
+@pytest.mark.parametrize("name", ["alumni_fr_excel.csv", "employees.csv"])
+def test_reading_in_small_pieces_changes_nothing(shared_data, monkeypatch, name, read_size):
+    # Reads split characters (é is two bytes in UTF-8), "\r\n" and quoted cells.
+    data = (shared_data / name).read_bytes()
+    whole = parse_audience(data).collect()
+    read_in_pieces(monkeypatch, read_size)
+    assert parse_audience(data).collect() == whole
+
+
+@pytest.mark.parametrize("read_size", [1, 3, 64])
+def test_utf16_and_spanning_cells_in_small_pieces(monkeypatch, read_size):
+    text = 'Email\tNom\r\nada@example.org\t"Løve\r\nlace 😀"\r\nnope\tBob\rbob@example.org\tBob\n'
+    for data in (text.encode("utf-16"), text.encode("utf-16-be").join([b"\xfe\xff", b""]), text.encode()):
+        whole = parse_audience(data).collect()
+        assert [(row.line, row.last_name) for row in whole.rows] == [(2, "Løve  lace 😀"), (5, "Bob")]
+        assert [r.line for r in whole.rejected] == [4]
+        read_in_pieces(monkeypatch, read_size, first=40)  # the header, for the delimiter
+        assert parse_audience(data).collect() == whole
+        monkeypatch.undo()
+
+
+def test_ascii_then_windows_1252_further_on_reads_as_windows_1252(monkeypatch):
+    data = (b"Email;Nom\r\n" + b"".join(b"p%d@example.org;Smith\r\n" % n for n in range(50))
+            + "helene@example.org;Hélène Lefèvre\r\n".encode("cp1252"))
+    read_in_pieces(monkeypatch, 64, first=64)  # the first read is plain ASCII
+    result = parse_audience(data).collect()
+    assert result.rejected == []
+    assert result.rows[-1].last_name == "Hélène Lefèvre"
+    assert result.rows[-1].line == 52
+
+
+def test_text_that_stops_being_utf8_further_on_rejects_the_rest(monkeypatch):
+    data = ("Email;Nom\r\nzoe@example.org;Zoé\r\n".encode()
+            + b"".join(b"p%d@example.org;Smith\r\n" % n for n in range(20))
+            + "helene@example.org;Hélène\r\ncarl@example.org;Carl\r\n".encode("cp1252"))
+    read_in_pieces(monkeypatch, 64, first=64)  # "Zoé" is in the first read: UTF-8
+    result = parse_audience(data).collect()
+    assert [row.line for row in result.rows] == list(range(2, 23))
+    assert result.rows[0].last_name == "Zoé"
+    assert rejected(result) == {23: "the text is not UTF-8 from this line on: the rest of the file was not read; "
+                                    "save it as CSV (UTF-8)"}
+    assert result.unreadable is None  # the lines before it were read
+
+
+def test_a_whole_file_that_is_not_utf8_reads_as_windows_1252():
+    # Decided on the first read (here, the whole file), as before streaming.
+    data = "Email;Nom\r\nzoe@example.org;Zoé\r\n".encode() + "helene@example.org;Hélène\r\n".encode("cp1252")
+    result = parse_audience(data).collect()
+    assert [row.last_name for row in result.rows] == ["ZoÃ©", "Hélène"]
+
+
+def test_progress_is_reported_as_the_file_is_read(monkeypatch):
+    data = ("Email\r\n" + "".join(f"p{n}@example.org\r\n" for n in range(1000))).encode()
+    calls = []
+    read_in_pieces(monkeypatch, 4096, first=4096)
+    reader = parse_audience(data, progress=lambda *done: calls.append(done))
+    assert sum(1 for _ in reader) == 1000
+    assert len(calls) > 4
+    assert calls == sorted(calls)
+    assert calls[-1] == (len(data), 1001) == (reader.bytes_read, reader.lines_read)
+
+
+def test_a_reader_is_read_once():
+    reader = parse_audience(b"Email\r\nada@example.org\r\n")
+    assert len(list(reader)) == 1
+    with pytest.raises(RuntimeError):
+        list(reader)
+
+
+# --- the short path for plain rows and addresses ----------------------------------------
+
+_ROW_HEADER = ["Email", "Prénom", "Nom", "Langue", "Fuseau horaire", "Date de fin", "Note"]
+_CELLS = st.one_of(
+    st.sampled_from([
+        "", " ", "ada@example.org", " Ada.L@EXAMPLE.org ", "ada@exämple.fr", "ada@", "a@b.test", "a@b.c0",
+        "Ada", "Zoé", "García-López", " =1", "=SUM(A1)", "-3", "+33", "@x", "-x", "<b>", "a>b", "\t=1",
+        "A\x00da", "Ada\u202e", "\u00a0Ada\u00a0", "fr", "EN", "fr-FR", "klingon", "Europe/Paris", "utc",
+        "Mars/Base", "05/11/2025", "31/02/2025", "2025-11-05", "next year", "x" * 201, "y" * 1001,
+        "line\nbreak", "\u2400=1",
+    ]),
+    st.text(max_size=12),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_CELLS, min_size=5, max_size=9))
+def test_the_short_path_reads_rows_as_the_full_checks_do(cells):
+    columns = importer._map_columns(_ROW_HEADER)
+    got = importer._row_parser(columns, "fr", "Europe/Paris")(5, cells)
+    if importer._is_blank(cells):
+        assert got is None
+        return
+    row, reasons = importer._parse_row(5, cells, columns, "fr", "Europe/Paris")
+    if row is not None:
+        assert got == row
+    else:
+        assert isinstance(got, importer.Rejection)
+        assert (got.line, str(got.reason)) == (5, "; ".join(str(reason) for reason in reasons))
+
+
+_LABELS = st.one_of(
+    st.sampled_from([
+        "example", "com", "fr", "org", "EXAMPLE", "Co", "test", "local", "localhost", "invalid", "onion",
+        "arpa", "TEST", "xn--exmple-cua", "xn--", "xn--a", "a-b", "-a", "a-", "a--b", "ab--cd", "123", "1a",
+        "a1", "0", "exämple", "ü", "a" * 63, "b" * 64, "",
+    ]),
+    st.text(alphabet=string.ascii_letters + string.digits + "-", max_size=70),
+)
+_LOCAL_PARTS = st.one_of(
+    st.sampled_from(["ada", "Ada.Lovelace", "a.b.c", ".ada", "ada.", "a..b", "o'neil", "x+tag", "POSTMASTER",
+                     '"quoted"', "é", "a b", "", "a" * 64, "a" * 65]),
+    st.text(alphabet=string.ascii_letters + string.digits + "!#$%&'*+/=?^_`{|}~-.\"(),:;<>@[\\] é",
+            max_size=70),
+)
+_PLAIN_ADDRESSES = st.builds(  # mostly valid, near the edges of the fast path
+    lambda local, labels, tld: f"{local}@{'.'.join([*labels, tld])}",
+    st.from_regex(r"[A-Za-z0-9._%+'=-]{1,66}", fullmatch=True),
+    st.lists(st.from_regex(r"[A-Za-z0-9-]{1,65}", fullmatch=True), min_size=1, max_size=4),
+    st.one_of(st.sampled_from(["com", "org", "fr", "Co", "io", "test", "local", "localhost", "invalid", "onion",
+                               "arpa", "c0", "123", "a1", "x-y", "x--y", "-x", "x-"]),
+              st.from_regex(r"[A-Za-z][A-Za-z0-9-]{0,64}", fullmatch=True)),
+)
+_ADDRESSES = st.one_of(
+    _PLAIN_ADDRESSES,
+    st.builds(lambda local, labels, before, after: f"{local}@{before}{'.'.join(labels)}{after}",
+              _LOCAL_PARTS, st.lists(_LABELS, min_size=1, max_size=6),
+              st.sampled_from(["", "."]), st.sampled_from(["", ".", ".."])),
+    st.text(max_size=40),
+)
+
+
+def _validated(value: str) -> str | None:
+    try:
+        return validate_email(value, check_deliverability=False).normalized.lower()
+    except EmailNotValidError:
+        return None
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_ADDRESSES)
+def test_the_fast_email_check_only_accepts_what_email_validator_accepts(value):
+    fast = importer._fast_email(value)
+    if fast is not None:
+        assert fast == _validated(value)
+    email, problem = importer._email(value.strip())
+    expected = _validated(value.strip()) if value.strip() else None
+    assert (email or None) == expected
+    assert (problem is None) == (expected is not None)
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("Ada.Lovelace@Example.ORG", "ada.lovelace@example.org"),
+    ("o'neil+news@mail.univ-lyon.example.fr", "o'neil+news@mail.univ-lyon.example.fr"),
+    ("x@a1.co", "x@a1.co"),
+])
+def test_plain_addresses_take_the_fast_path(value, expected):
+    assert importer._fast_email(value) == expected == _validated(value)
+
+
+@pytest.mark.parametrize("value", [
+    "ada@example.test", "ada@localhost", "ada@x.local", "ada@x.invalid", "ada@x.onion", "ada@1.2.3.4",
+    "ada@example.c0", "ada@xn--exmple-cua.fr", "ada@exämple.fr", ".ada@example.org", "a..b@example.org",
+    "ada@example..org", "ada@-example.org", "ada@example.org.", f"{'a' * 65}@example.org",
+    f"ada@{'b' * 64}.org", "ada@ab--cd.org",
+])
+def test_unusual_addresses_are_left_to_email_validator(value):
+    assert importer._fast_email(value) is None

@@ -1,12 +1,24 @@
 """Importing audiences into the database, and selecting them back."""
 from __future__ import annotations
 
+import json
+import re
+import tracemalloc
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from survey.audiences import importer, services
 from survey.audiences.cli import audience_cli
 from survey.audiences.models import Stakeholder
-from survey.audiences.services import audience_size, import_audience, matching_stakeholders
+from survey.audiences.services import (
+    MAX_REPORTED_REJECTIONS,
+    audience_size,
+    import_audience,
+    matching_stakeholders,
+)
 from survey.core.errors import ValidationFailed
 from survey.core.types import utcnow
 from survey.extensions import db
@@ -63,7 +75,7 @@ def test_employees_file_stores_department_and_gender(app_ctx, shared_data):
     report = import_audience((shared_data / "employees.csv").read_bytes(), "employee")
     db.session.commit()
 
-    assert report.as_dict() == {"created": 60, "updated": 0, "rejected": []}
+    assert report.as_dict() == {"created": 60, "updated": 0, "rejected": [], "rejected_total": 0}
     person = stored()["employee0@company.example"]
     assert person.kind == "employee"
     assert person.attributes == {"department": "Engineering", "gender": "X"}
@@ -204,22 +216,309 @@ def test_cli_refuses_a_wrong_kind_or_a_missing_file(app, app_ctx, tmp_path):
     assert db.session.execute(select(Stakeholder)).first() is None
 
 
-def test_one_select_and_one_bulk_write_per_chunk(app_ctx):
+def test_the_statements_do_not_depend_on_the_number_of_rows(app_ctx):
     from sqlalchemy import event
 
-    lines = ["Email;Nom"] + [f"p{i}@example.org;Old" for i in range(600)]
-    import_audience(csv(*lines[:401]), "alumnus")  # 400 exist, 200 will be new
-    statements: list[str] = []
+    def statements_for(count: int) -> list[str]:
+        lines = ["Email;Nom"] + [f"p{i}@example.org;Old" for i in range(count)]
+        import_audience(csv(*lines[:count * 2 // 3 + 1]), "alumnus")  # two thirds are known
+        statements: list[str] = []
 
-    def record(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement.split()[0].upper())
+        def record(conn, cursor, statement, parameters, context, executemany):
+            statements.append(" ".join(statement.split()[:3]).upper())
 
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
-        report = import_audience(csv(*lines), "alumnus")
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
+        event.listen(db.engine, "before_cursor_execute", record)
+        try:
+            report = import_audience(csv(*lines), "alumnus")
+        finally:
+            event.remove(db.engine, "before_cursor_execute", record)
+        db.session.rollback()
+        assert (report.created, report.updated) == (count - count * 2 // 3, count * 2 // 3)
+        return statements
 
-    assert (report.created, report.updated) == (200, 400)
-    # chunk 1 (500 rows): 400 to update, 100 new; chunk 2 (100 rows): all new.
-    assert statements == ["SELECT", "INSERT", "UPDATE", "SELECT", "INSERT"]
+    few = statements_for(600)
+    assert few == statements_for(3000)
+    # One INSERT of the new people, one UPDATE of the known ones, whatever their number.
+    assert [s for s in few if s.startswith(("UPDATE STAKEHOLDERS", "INSERT INTO STAKEHOLDERS"))] == [
+        "INSERT INTO STAKEHOLDERS", "UPDATE STAKEHOLDERS AS"]
+
+
+# --- emails given twice in a file -------------------------------------------------------
+
+
+def test_french_export_duplicates_are_reported_with_the_line_they_repeat(app_ctx, shared_data):
+    report = import_audience((shared_data / "alumni_fr_excel.csv").read_bytes(), "alumnus")
+    reasons = {r["line"]: str(r["reason"]) for r in report.rejected}
+    assert reasons[7] == "duplicate of line 6 (same email)"  # the same address in capitals
+    assert reasons[63] == "duplicate of line 62 (same email)"
+    assert report.rejected_total == len(report.rejected) == 8
+
+
+def test_a_later_row_is_kept_when_the_first_with_its_email_was_rejected(app_ctx):
+    report = import_audience(csv("Email;Langue;Nom", "ada@example.org;klingon;First",
+                                 "ADA@example.org;en;Second", "ada@example.org;fr;Third"), "alumnus")
+    assert (report.created, report.updated) == (1, 0)
+    assert [(r["line"], str(r["reason"])) for r in report.rejected] == [
+        (2, "unknown language 'klingon' (expected fr or en)"),
+        (4, "duplicate of line 3 (same email)"),
+    ]
+    assert stored()["ada@example.org"].last_name == "Second"
+
+
+def test_a_duplicate_of_a_known_person_does_not_update_them_twice(app_ctx, create_stakeholder):
+    create_stakeholder(email="ada@example.org", cohort="2020")
+    report = import_audience(csv("Email;Promotion", "ada@example.org;2021", "Ada@Example.org;2022"), "alumnus")
+    assert (report.created, report.updated, report.rejected_total) == (0, 1, 1)
+    assert stored()["ada@example.org"].attributes == {"cohort": "2021"}
+
+
+# --- large files ------------------------------------------------------------------------
+
+
+def write_audience(path, rows: int, known: set[int] = frozenset()) -> dict:
+    """A generated file of ``rows`` data lines (line n + 2 for row n), with what importing it
+    must give: some invalid addresses, unknown languages and repeated emails."""
+    lines = ["Email;Prénom;Nom;Promotion;Langue"]
+    rejected: dict[int, str] = {}
+    created = updated = 0
+    for n in range(rows):
+        line = n + 2
+        email, language = f"person{n}@example.org", "fr"
+        if n % 100 == 7:
+            email = f"bad-{n}"
+            rejected[line] = f"invalid email address '{email}'"
+        elif n % 100 == 13:
+            email = f"PERSON{n - 10}@EXAMPLE.ORG"  # repeats row n - 10, which is valid
+            rejected[line] = f"duplicate of line {line - 10} (same email)"
+        elif n % 100 == 21:
+            language = "klingon"
+            rejected[line] = "unknown language 'klingon' (expected fr or en)"
+        elif n in known:
+            updated += 1
+        else:
+            created += 1
+        lines.append(f"{email};Zoé;Nguyễn {n};2024-{n % 12 + 1:02d};{language}")
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode())
+    return {"created": created, "updated": updated, "rejected": rejected}
+
+
+@pytest.mark.parametrize("chunk_rows", [services.CHUNK_ROWS, 701])
+def test_thousands_of_rows_with_duplicates_bad_rows_and_known_people(app_ctx, tmp_path, monkeypatch, chunk_rows):
+    # In chunks of 701 rows, some lines repeat an email of the chunk before.
+    monkeypatch.setattr(services, "CHUNK_ROWS", chunk_rows)
+    known = set(range(0, 5000, 3))
+    for n in sorted(known):
+        db.session.add(Stakeholder(kind="employee", email=f"person{n}@example.org", first_name="Old",
+                                   last_name="Name", locale="en", timezone="Asia/Tokyo",
+                                   attributes={"cohort": "1999", "department": "Sales"}))
+    db.session.commit()
+    expected = write_audience(tmp_path / "audience.csv", 5000, known)
+
+    with (tmp_path / "audience.csv").open("rb") as stream:
+        report = import_audience(stream, "alumnus")
+    db.session.commit()
+
+    assert (report.created, report.updated) == (expected["created"], expected["updated"])
+    assert {r["line"]: str(r["reason"]) for r in report.rejected} == expected["rejected"]
+    assert [r["line"] for r in report.rejected] == sorted(expected["rejected"])
+    assert report.rejected_total == len(expected["rejected"]) == 150
+    people = stored()
+    assert len(people) == expected["created"] + len(known)  # known people on rejected lines stay as they were
+    updated = people["person3@example.org"]
+    assert (updated.kind, updated.first_name, updated.last_name, updated.locale, updated.timezone) == (
+        "alumnus", "Zoé", "Nguyễn 3", "fr", "Asia/Tokyo")
+    assert updated.attributes == {"cohort": "2024-04", "department": "Sales"}
+    new = people["person4@example.org"]
+    assert (new.first_name, new.locale, new.timezone, new.attributes) == (
+        "Zoé", "fr", "Europe/Paris", {"cohort": "2024-05"})
+    # Created in the order of the file.
+    new_ids = [people[f"person{n}@example.org"].id for n in (1, 2, 4, 5, 4999)]
+    assert new_ids == sorted(new_ids)
+
+
+def test_the_report_lists_the_first_rejections_and_counts_them_all(app_ctx):
+    # Line 2 is kept; then invalid addresses and repeats of line 2 alternate.
+    lines = ["Email", "ada@example.org"] + ["nope" if n % 2 else "ADA@example.org" for n in range(2500)]
+    report = import_audience(csv(*lines), "alumnus")
+
+    assert (report.created, report.rejected_total) == (1, 2500)
+    assert len(report.rejected) == MAX_REPORTED_REJECTIONS == 1000
+    assert report.rejected_unlisted == 1500
+    assert [r["line"] for r in report.rejected] == list(range(3, 1003))
+    assert str(report.rejected[0]["reason"]) == "duplicate of line 2 (same email)"
+    assert str(report.rejected[1]["reason"]) == "invalid email address 'nope'"
+    assert report.as_dict()["rejected_total"] == 2500
+
+
+def test_memory_does_not_grow_with_the_file(app_ctx, tmp_path):
+    def peak_while_importing(rows: int) -> int:
+        path = tmp_path / f"audience{rows}.csv"
+        write_audience(path, rows)
+        tracemalloc.start()
+        try:
+            with path.open("rb") as stream:
+                report = import_audience(stream, "alumnus")
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        db.session.rollback()
+        assert report.created > rows * 0.9
+        return peak
+
+    small, large = peak_while_importing(20_000), peak_while_importing(100_000)
+    # Five times the rows; the same memory, give or take what the report lists.
+    assert large < small * 1.5, (small, large)
+
+
+def test_progress_is_reported_up_to_the_whole_file(app_ctx, tmp_path, monkeypatch):
+    from survey.audiences import importer
+
+    monkeypatch.setattr(importer, "READ_SIZE", 64 * 1024)
+    monkeypatch.setattr(importer, "FIRST_READ_SIZE", 64 * 1024)
+    path = tmp_path / "audience.csv"
+    write_audience(path, 20_000)
+    calls = []
+    with path.open("rb") as stream:
+        import_audience(stream, "alumnus", progress=lambda *done: calls.append(done))
+    assert len(calls) > 5
+    assert calls == sorted(calls)
+    assert calls[-1] == (path.stat().st_size, 20_001)
+
+
+def test_an_import_that_fails_half_way_stores_nothing(app_ctx, tmp_path, monkeypatch, create_stakeholder):
+    from survey.audiences import importer
+
+    create_stakeholder(email="person0@example.org", cohort="1999")
+    monkeypatch.setattr(importer, "READ_SIZE", 4096)
+    monkeypatch.setattr(importer, "FIRST_READ_SIZE", 4096)
+    write_audience(tmp_path / "audience.csv", 3000, known={0})
+
+    def interrupt(bytes_read, lines_read):
+        if lines_read > 1000:
+            raise KeyboardInterrupt
+
+    with (tmp_path / "audience.csv").open("rb") as stream, pytest.raises(KeyboardInterrupt):
+        import_audience(stream, "alumnus", progress=interrupt)
+    db.session.rollback()
+
+    assert list(stored()) == ["person0@example.org"]
+    assert stored()["person0@example.org"].attributes == {"cohort": "1999"}
+    # The next import starts afresh.
+    with (tmp_path / "audience.csv").open("rb") as stream:
+        assert import_audience(stream, "alumnus").updated == 1
+
+
+def test_a_failure_after_the_updates_leaves_the_known_people_as_they_were(app_ctx, monkeypatch,
+                                                                           create_stakeholder):
+    create_stakeholder(email="ada@example.org", cohort="1999")
+
+    update_known = services._Staging.update_known
+
+    def update_then_fail(staging):
+        assert update_known(staging) == 1
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(services._Staging, "update_known", update_then_fail)
+    with pytest.raises(RuntimeError):
+        import_audience(csv("Email;Promotion", "ada@example.org;2024", "bob@example.org;2024"), "alumnus")
+    db.session.rollback()
+
+    assert {email: p.attributes for email, p in stored().items()} == {"ada@example.org": {"cohort": "1999"}}
+
+
+def test_a_failure_in_a_later_chunk_stores_nothing_either(app_ctx, tmp_path, monkeypatch, create_stakeholder):
+    # On PostgreSQL, a thread creates the people of a chunk while the next one is read: its
+    # failure stops the import all the same.
+    create_stakeholder(email="person3@example.org", cohort="1999")
+    monkeypatch.setattr(services, "CHUNK_ROWS", 500)
+    chunks = []
+    create = services._Staging._create
+
+    def fail_on_the_third_chunk(staging, chunk):
+        chunks.append(chunk)
+        if len(chunks) == 3:
+            raise RuntimeError("the database went away")
+        create(staging, chunk)
+
+    monkeypatch.setattr(services._Staging, "_create", fail_on_the_third_chunk)
+    write_audience(tmp_path / "audience.csv", 5000, known={3})
+    with (tmp_path / "audience.csv").open("rb") as stream, pytest.raises(RuntimeError):
+        import_audience(stream, "alumnus")
+    db.session.rollback()
+
+    assert len(chunks) == 3
+    assert {email: p.attributes for email, p in stored().items()} == {"person3@example.org": {"cohort": "1999"}}
+
+
+def test_two_imports_at_the_same_instant_in_one_transaction(app_ctx, monkeypatch):
+    # The second import must update the person the first one created, even if the clock
+    # did not move in between.
+    instant = services.utcnow()
+    monkeypatch.setattr(services, "utcnow", lambda: instant)
+    import_audience(csv("Email;Nom", "ada@example.org;Lovelace"), "alumnus")
+    report = import_audience(csv("Email;Nom", "ada@example.org;King"), "employee")
+    assert (report.created, report.updated) == (0, 1)
+    assert (stored()["ada@example.org"].kind, stored()["ada@example.org"].last_name) == ("employee", "King")
+
+
+# --- command line, on large files -------------------------------------------------------
+
+
+def test_cli_says_how_many_rejected_lines_it_does_not_list(app, app_ctx, tmp_path):
+    path = tmp_path / "audience.csv"
+    path.write_bytes(csv("Email", *(f"nope{n}" for n in range(1200)), "ada@example.org"))
+
+    result = app.test_cli_runner().invoke(audience_cli, ["import", str(path), "--kind", "alumnus"])
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "created 1, updated 0, rejected 1200"
+    assert lines[1] == "line 2: invalid email address 'nope0'"
+    assert len(lines) == 1 + 1000 + 1
+    assert lines[-1] == "… and 200 more rejected lines"
+
+
+def test_cli_shows_a_progress_bar_on_a_terminal(app, app_ctx, tmp_path, monkeypatch):
+    import io
+
+    from survey.audiences import cli, importer
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(cli, "_terminal", lambda: terminal)
+    monkeypatch.setattr(importer, "READ_SIZE", 64 * 1024)
+    monkeypatch.setattr(importer, "FIRST_READ_SIZE", 64 * 1024)
+    path = tmp_path / "audience.csv"
+    write_audience(path, 20_000)
+
+    result = app.test_cli_runner().invoke(audience_cli, ["import", str(path), "--kind", "alumnus"])
+
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == "created 19400, updated 0, rejected 600"
+    bar = terminal.getvalue()
+    assert "Importing" in bar and "lines/s" in bar and "100%" in bar
+    assert "20,001 lines" in bar
+
+
+# --- COPY lines -------------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(max_size=20), min_size=3, max_size=3))
+def test_a_copy_line_holds_one_row_whatever_its_cells(cells):
+    # PostgreSQL's COPY text format: tab-separated, one row a line, backslash escaped. The
+    # importer leaves no tab, line break or control character in a value it accepts.
+    columns = importer._map_columns(["Email", "Nom", "Prénom", "Note"])
+    row = importer._row_parser(columns, "fr", "Europe/Paris")(2, ["ada@example.org", *cells])
+    if not isinstance(row, importer.ParsedRow):
+        return
+    line = services._copy_line(row)
+    assert line.endswith("\n") and "\n" not in line[:-1] and "\r" not in line
+    fields = line[:-1].split("\t")
+    assert len(fields) == 7
+    unescaped = [re.sub(r"\\(.)", r"\1", field) for field in fields]
+    assert unescaped == [str(row.line), *row[1:6], services._json_object(row.attributes)]
+    assert json.loads(unescaped[-1]) == row.attributes
