@@ -125,23 +125,28 @@ def excluded(user: User, claimant: Stakeholder) -> str | None:
 
 
 def eligible_reviewers(claim: Claim) -> list[User]:
-    """Committee members who may review this claim, least loaded first."""
-    load = (
-        select(Review.reviewer_id, func.count(Review.id).label("open"))
-        .join(Claim, Claim.id == Review.claim_id)
-        .where(Review.active.is_(True), Review.verdict.is_(None), Claim.state.in_(tuple(OPEN)))
-        .group_by(Review.reviewer_id).subquery()
-    )
+    """Committee members who may review this claim, least loaded first.
+
+    Two plain queries: the members (a handful), and their open reviews counted once per
+    reviewer. As one query, with the count as a subquery, PostgreSQL could run the count
+    once per member: a second per submission once thousands of reviews were open."""
     conflicted = select(Conflict.user_id).where(Conflict.stakeholder_id == claim.stakeholder_id)
     already = select(Review.reviewer_id).where(Review.claim_id == claim.id)
-    candidates = db.session.execute(
-        select(User, func.coalesce(load.c.open, 0))
-        .outerjoin(load, load.c.reviewer_id == User.id)
-        .where(User.role == REVIEWER_ROLE, User.active.is_(True),
-               User.id.not_in(conflicted), User.id.not_in(already))
-        .order_by(func.coalesce(load.c.open, 0), User.id)
+    members = db.session.scalars(
+        select(User).where(User.role == REVIEWER_ROLE, User.active.is_(True),
+                           User.id.not_in(conflicted), User.id.not_in(already))
     ).all()
-    return [user for user, _open in candidates if excluded(user, claim.claimant) is None]
+    if not members:
+        return []
+    load = dict(db.session.execute(
+        select(Review.reviewer_id, func.count(Review.id))
+        .join(Claim, Claim.id == Review.claim_id)
+        .where(Review.reviewer_id.in_([user.id for user in members]), Review.active.is_(True),
+               Review.verdict.is_(None), Claim.state.in_(tuple(OPEN)))
+        .group_by(Review.reviewer_id)
+    ).all())
+    members = sorted(members, key=lambda user: (load.get(user.id, 0), user.id))
+    return [user for user in members if excluded(user, claim.claimant) is None]
 
 
 def assign_reviewers(claim: Claim, count: int | None = None, *, actor="system") -> list[Review]:
