@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-deps install lock clean translations extract-messages
+.PHONY: run test test-deps install lock clean translations extract-messages bench
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ test-deps: install $(AXE)
 
 test: test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Benchmarks against baselines measured in the same run (PostgreSQL and Redis on this
+# machine, see bench/__init__.py); the full size writes bench/RESULTS.md.
+BENCH_SIZE ?= full
+bench: install
+	$(BIN)/python -m bench --size $(BENCH_SIZE) $(if $(filter full,$(BENCH_SIZE)),--results bench/RESULTS.md)
 
 # Re-pin every dependency (with hashes) after editing pyproject.toml.
 lock:

@@ -1,0 +1,95 @@
+"""Dispatch: schedule a campaign to N recipients; time until every invitation is in
+the SMTP sink. Baseline: plain smtplib clients, one persistent connection each, as
+many as the workers' processes, sending N messages of the same size into the same sink."""
+from __future__ import annotations
+
+import multiprocessing
+import smtplib
+import time
+from concurrent.futures import ProcessPoolExecutor
+from datetime import timedelta
+
+from bench import data
+from bench.harness import Environment, Result, Sink
+
+PROCESSES = 4
+
+
+def run(env: Environment, app, size: int) -> Result:
+    from survey.campaigns import services
+    from survey.core.types import utcnow
+    from survey.extensions import db
+    from survey.questionnaires.models import Questionnaire
+    from survey.questionnaires.services import load_builtin_questionnaires
+    from workflows.tasks import tick
+
+    data.reset(env)
+    data.people(env, size)
+    with Sink(env.smtp_port) as sink:
+        worker = env.worker(PROCESSES, DISPATCH_PARALLELISM=PROCESSES)
+        _wait_until_ready(env, app, worker)
+        with app.app_context():
+            load_builtin_questionnaires()
+            questionnaire = db.session.query(Questionnaire).filter_by(slug="alumni-outcomes").one()
+            campaign = services.create_campaign(
+                name="Bench dispatch", questionnaire=questionnaire, audience_kind="alumnus", audience_filters={},
+                privacy="identified", send_at=utcnow(), closes_at=utcnow() + timedelta(days=30),
+                reminders=["P3D"], quiet_hours=None)
+            db.session.commit()
+            sink.reset()
+            started = time.monotonic()
+            services.schedule_campaign(campaign)
+            db.session.commit()  # after_commit queues the start, as a click on "Schedule" does
+            tick.delay()  # and beat's next poll
+        seconds = sink.wait_for(size, timeout=max(120, size / 50), stalled=_check_alive(worker))
+        seconds = time.monotonic() - started
+        mean_size = sink.average_size
+        env.stop(worker)
+
+        # The baseline: the same number of messages of the same size, pre-built.
+        sink.reset()
+        payload = _message(mean_size)
+        started = time.monotonic()
+        with ProcessPoolExecutor(PROCESSES, mp_context=multiprocessing.get_context("spawn")) as pool:
+            shares = [size // PROCESSES + (1 if n < size % PROCESSES else 0) for n in range(PROCESSES)]
+            list(pool.map(_send_plain, [env.smtp_port] * PROCESSES, shares, [payload] * PROCESSES))
+        sink.wait_for(size, timeout=60)
+        baseline = time.monotonic() - started
+    rate, baseline_rate = size / seconds, size / baseline
+    return Result(
+        "Dispatch", "emails/s", rate, baseline_rate,
+        f"{PROCESSES} smtplib clients, persistent connections, pre-built {mean_size}-byte messages",
+        "≥ 0.8 × baseline", rate >= 0.8 * baseline_rate,
+        notes=[f"{size:,} recipients: {seconds:.1f} s from “Schedule” to the last message in the sink "
+               f"({PROCESSES} worker processes); baseline {baseline:.1f} s",
+               f"mean message size {mean_size:,} bytes (text + HTML, both languages)"])
+
+
+def _wait_until_ready(env, app, worker) -> None:
+    """The worker answers a ping (its processes are forked and connected)."""
+    deadline = time.monotonic() + 60
+    celery = app.extensions["celery"]
+    while not celery.control.ping(timeout=0.5):
+        if worker.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the Celery worker did not start:\n" + worker.log_path.read_text()[-3000:])
+
+
+def _check_alive(worker):
+    def check():
+        if worker.poll() is not None:
+            raise RuntimeError("the Celery worker stopped:\n" + worker.log_path.read_text()[-3000:])
+    return check
+
+
+def _message(size: int) -> bytes:
+    header = (b"From: Attest <attest@bench.example>\r\nTo: someone@bench.example\r\n"
+              b"Subject: Baseline\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n")
+    line = b"x" * 76 + b"\r\n"
+    body = line * max(1, (size - len(header)) // len(line))
+    return header + body
+
+
+def _send_plain(port: int, count: int, payload: bytes) -> None:
+    with smtplib.SMTP("127.0.0.1", port) as smtp:
+        for n in range(count):
+            smtp.sendmail("bounce@bench.example", [f"person{n}@bench.example"], payload)

@@ -1,0 +1,282 @@
+"""What every scenario needs: a fresh PostgreSQL database migrated from empty, the
+app, Redis, real Celery workers, a counting SMTP sink, and a place for results.
+
+The environment is set before the app is imported (config.py reads it then).
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Result:
+    scenario: str
+    #: what the figure measures, e.g. "emails/s"
+    unit: str
+    figure: float
+    baseline: float | None
+    #: what the baseline is
+    baseline_name: str
+    #: the goal, as text; ``met`` says whether this run reached it
+    goal: str
+    met: bool | None
+    #: True when a higher figure is better (rates), False for durations
+    higher_is_better: bool = True
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float | None:
+        if not self.baseline or not self.figure:
+            return None
+        return self.figure / self.baseline if self.higher_is_better else self.figure / self.baseline
+
+
+class Environment:
+    """One bench run's services. ``setup()`` before importing the app."""
+
+    def __init__(self, pg_url: str, redis_url: str):
+        self.pg_url = pg_url.rstrip("/")
+        self.redis_url = redis_url
+        self.folder = Path(tempfile.mkdtemp(prefix="attest-bench-"))
+        self.dbname = f"attest_bench_{uuid.uuid4().hex[:8]}"
+        self.database_url = self.pg_url.rsplit("/", 1)[0] + "/" + self.dbname
+        self.smtp_port = free_port()
+        self.queue = f"attest-bench-{uuid.uuid4().hex[:8]}"
+        self.processes: list[subprocess.Popen] = []
+
+    def setup(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.pg_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{self.dbname}"')
+        os.environ.update(
+            ATTEST_INSTANCE_DIR=str(self.folder / "instance"),
+            DATABASE_URL=self.database_url,
+            SECRET_KEY=secrets.token_hex(32),
+            SMTP_HOST="127.0.0.1",
+            SMTP_PORT=str(self.smtp_port),
+            SMTP_STARTTLS="",
+            MAIL_FROM="Attest <attest@bench.example>",
+            BASE_URL="https://attest.bench.example",
+            CELERY_BROKER_URL=self.redis_url,
+            CELERY_QUEUE=self.queue,
+            DEFAULT_QUIET_HOURS="",
+        )
+
+    def app(self):
+        from flask_migrate import upgrade
+
+        from survey import create_app
+
+        app = create_app()
+        with app.app_context():
+            upgrade()
+        return app
+
+    def psql(self, sql: str, *params) -> list:
+        """Run one statement on the bench database (autocommit); its rows, if any."""
+        import psycopg
+
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            cursor = conn.execute(sql, params or None)
+            return cursor.fetchall() if cursor.description else []
+
+    def autovacuum(self, tables: tuple[str, ...], every: float = 5.0):
+        """A context in which these tables are vacuumed and analysed every ``every`` seconds,
+        as autovacuum would: this machine's PostgreSQL runs with autovacuum off, and tables
+        that grow from empty while measured would keep the plans of empty tables."""
+        import contextlib
+        import threading
+
+        @contextlib.contextmanager
+        def running():
+            stop = threading.Event()
+
+            def loop():
+                while not stop.wait(every):
+                    for table in tables:
+                        self.psql(f"VACUUM ANALYZE {table}")
+
+            thread = threading.Thread(target=loop, daemon=True)
+            thread.start()
+            try:
+                yield
+            finally:
+                stop.set()
+                thread.join()
+        return running()
+
+    def start(self, name: str, args: list[str], ready: str | None = None, env: dict | None = None,
+              timeout: float = 60) -> subprocess.Popen:
+        """A subprocess of the run (a worker, gunicorn…), its output in the run's folder;
+        waits until ``ready`` appears in that output."""
+        log_path = self.folder / f"{name}-{len(self.processes)}.log"
+        proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log_path.open("w"),
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc.log_path = log_path
+        self.processes.append(proc)
+        deadline = time.monotonic() + timeout
+        while ready and ready not in log_path.read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start:\n{log_path.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.1)
+        return proc
+
+    def worker(self, processes: int = 2, **env) -> subprocess.Popen:
+        celery = str(Path(sys.executable).parent / "celery")
+        return self.start("worker", [celery, "-A", "wsgi:celery_app", "worker", "--pool", "prefork",
+                                     "--concurrency", str(processes), "--loglevel", "WARNING",
+                                     "--without-gossip", "--without-mingle", "--without-heartbeat",
+                                     "-Q", self.queue],
+                          ready=None, env={k: str(v) for k, v in env.items()})
+
+    def stop(self, proc: subprocess.Popen) -> None:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def teardown(self, failed: bool = False) -> None:
+        import psycopg
+
+        for proc in self.processes:
+            self.stop(proc)
+            if failed:
+                kept = Path(tempfile.gettempdir()) / f"{self.dbname}-{proc.log_path.name}"
+                shutil.copy(proc.log_path, kept)
+                print(f"--- {proc.log_path.name} (whole: {kept})\n{proc.log_path.read_text(errors='replace')[-3000:]}")
+        with psycopg.connect(self.pg_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------- the SMTP sink
+
+class Sink:
+    """A real SMTP server (aiosmtpd) in its own process that counts what it accepts."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.count = multiprocessing.Value("q", 0, lock=True)
+        self.size = multiprocessing.Value("q", 0, lock=True)
+        self.process = multiprocessing.get_context("fork").Process(
+            target=_serve_sink, args=(port, self.count, self.size), daemon=True)
+
+    def __enter__(self) -> "Sink":
+        self.process.start()
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def __exit__(self, *exc) -> None:
+        self.process.terminate()
+        self.process.join(5)
+
+    def reset(self) -> None:
+        with self.count.get_lock():
+            self.count.value = 0
+            self.size.value = 0
+
+    @property
+    def received(self) -> int:
+        return self.count.value
+
+    @property
+    def average_size(self) -> int:
+        return self.size.value // max(self.count.value, 1)
+
+    def wait_for(self, count: int, timeout: float, stalled=None) -> float:
+        """Seconds until ``count`` messages arrived; raises if they do not within ``timeout``."""
+        start = time.monotonic()
+        while self.count.value < count:
+            if time.monotonic() - start > timeout:
+                raise TimeoutError(f"the sink got {self.count.value} of {count} messages in {timeout:.0f} s")
+            if stalled is not None:
+                stalled()
+            time.sleep(0.01)
+        return time.monotonic() - start
+
+
+def _serve_sink(port: int, count, size) -> None:
+    import asyncio
+
+    from aiosmtpd.controller import Controller
+
+    class Counter:
+        async def handle_DATA(self, server, session, envelope):
+            with count.get_lock():
+                count.value += len(envelope.rcpt_tos)
+                size.value += len(envelope.content)
+            return "250 OK"
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:  # it stands for a relay on its own machine: it must not queue behind the system measured
+        os.nice(-10)
+    except OSError:
+        pass
+    controller = Controller(Counter(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        asyncio.run(asyncio.sleep(10 ** 9))
+    finally:
+        controller.stop()
+
+
+# ---------------------------------------------------------------------- the machine
+
+def machine() -> dict[str, str]:
+    """What the figures ran on."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = "unknown"
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f"{kb / 1024 / 1024:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+
+    def version(*command) -> str:
+        try:
+            return subprocess.run(command, capture_output=True, text=True, timeout=10).stdout.strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.SubprocessError):
+            return "not found"
+
+    return {"cpu": cpu, "cores": str(os.cpu_count()), "memory": memory, "os": platform.platform(),
+            "python": platform.python_version(), "postgresql": version("psql", "--version"),
+            "redis": version("redis-server", "--version")}

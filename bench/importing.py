@@ -1,0 +1,99 @@
+"""Import: a one-million-row audience CSV (French headers, a few bad rows and
+duplicates), through the same service as ``flask --app wsgi audience import``, into an
+empty table. Baseline: PostgreSQL's COPY of the same rows' valid values into an empty
+copy of the table (no checks, no merging). The import's peak memory (RSS) is reported:
+the file is streamed, never read whole."""
+from __future__ import annotations
+
+import csv
+import multiprocessing
+import tempfile
+import time
+from pathlib import Path
+
+from bench import data
+from bench.harness import Environment, Result
+
+HEADER = ["Courriel", "Prénom", "Nom", "Promotion", "Parcours", "Langue"]
+
+
+def run(env: Environment, app, size: int) -> Result:
+    import psycopg
+
+    data.reset(env)
+    folder = Path(tempfile.mkdtemp(prefix="attest-bench-import-"))
+    source, valid = _audience_file(folder / "audience.csv", size)
+    megabytes = source.stat().st_size / 1e6
+
+    # The import, in a process of its own so its peak memory is its own.
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_import, args=(str(source), queue))
+    process.start()
+    seconds, created, rejected, peak_kb = queue.get(timeout=3600)
+    process.join()
+    assert created == valid, (created, valid)
+
+    copy_file = folder / "valid.tsv"
+    with source.open(newline="", encoding="utf-8") as rows, copy_file.open("w") as out:
+        reader = csv.reader(rows, delimiter=";")
+        next(reader)
+        seen = set()
+        for email, first, last, cohort, programme, language in reader:
+            if "@" not in email or email in seen:
+                continue
+            seen.add(email)
+            attributes = '{"cohort": "%s", "programme": "%s"}' % (cohort, programme)
+            out.write(f"alumnus\t{email}\t{first}\t{last}\t{language}\tEurope/Paris\t{attributes}\tnow\tnow\n")
+    env.psql("CREATE TABLE bench_copy (LIKE stakeholders INCLUDING ALL)")
+    with psycopg.connect(env.database_url) as conn, conn.cursor() as cursor:
+        started = time.monotonic()
+        with cursor.copy("COPY bench_copy (kind, email, first_name, last_name, locale, timezone, attributes, "
+                         "created_at, updated_at) FROM STDIN") as copy, copy_file.open("rb") as tsv:
+            while block := tsv.read(1 << 20):
+                copy.write(block)
+        conn.commit()
+        baseline = time.monotonic() - started
+    rate, baseline_rate = size / seconds, size / baseline
+    return Result(
+        "Import", "rows/s", rate, baseline_rate,
+        "COPY of the valid rows' values into an empty copy of the table (same indexes), no checks",
+        "≥ 0.5 × baseline, memory bounded", rate >= 0.5 * baseline_rate,
+        notes=[f"{size:,} lines ({megabytes:.0f} MB): {created:,} people created, {rejected:,} lines rejected "
+               f"(bad addresses, formulas, duplicates) in {seconds:.1f} s; COPY {baseline:.1f} s",
+               f"peak RSS of the importing process: {peak_kb / 1024:.0f} MB"])
+
+
+def _audience_file(path: Path, size: int) -> tuple[Path, int]:
+    """``size`` lines: one in 50 a bad address, one in 100 a formula, one in 200 a duplicate."""
+    valid = 0
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, delimiter=";")
+        writer.writerow(HEADER)
+        for n in range(size):
+            email = f"alumna{n}@exemple.fr"
+            if n % 50 == 7:
+                email = f"alumna{n}-at-exemple.fr"
+            elif n % 200 == 13:
+                email = f"alumna{n - 1}@exemple.fr"  # the line before's address
+            cohort = "=1+1" if n % 100 == 21 else str(2015 + n % 10)
+            writer.writerow([email, "Zoé", f"Martin-{n}", cohort, f"Parcours {n % 12}", "fr" if n % 3 else "en"])
+            valid += n % 50 != 7 and n % 200 != 13 and n % 100 != 21
+    return path, valid
+
+
+def _import(source: str, queue) -> None:
+    import resource
+
+    from survey import create_app
+    from survey.audiences.services import import_audience
+    from survey.extensions import db
+
+    app = create_app()
+    with app.app_context(), open(source, "rb") as stream:
+        started = time.monotonic()
+        report = import_audience(stream, "alumnus")
+        db.session.commit()
+        seconds = time.monotonic() - started
+    rejected = getattr(report, "rejected_total", len(report.rejected))
+    queue.put((seconds, report.created, rejected, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))

@@ -1,0 +1,192 @@
+"""Submissions: gunicorn (two sync workers, one per core), 16 respondents at once, each
+posting a complete form (CSRF token and session cookie from their own page) to their
+own link; the answer claims a promotion, so each POST also creates a claim for the
+committee. Baseline: a minimal WSGI endpoint inserting one row with raw psycopg
+(bench/baseline_app.py), served the same way, posted the same body."""
+from __future__ import annotations
+
+import http.client
+import multiprocessing
+import re
+import statistics
+import sys
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from urllib.parse import urlencode
+
+from bench import data
+from bench.harness import Environment, Result, free_port
+
+CONCURRENCY = 16
+CLIENT_PROCESSES = 4
+WORKERS = 2
+ANSWERS = [("activity", "employed_full_time"), ("outcomes", "promotion"), ("attribution", "4"),
+           ("employer", "Acme"), ("role", "Team lead"), ("start_date", "2026-03-01"), ("salary_change", "12"),
+           ("comment", "The course helped me lead a team."), ("consent_contact", "y"), ("submit", "1")]
+
+
+def run(env: Environment, app, size: int) -> Result:
+    tokens = _links(env, app, size)
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    port = free_port()
+    server = env.start("gunicorn", [gunicorn, "-w", str(WORKERS), "-b", f"127.0.0.1:{port}", "--backlog", "256",
+                                    "wsgi:app"], ready="Booting worker")
+    _wait_http(port, "/")
+    pages = _in_clients(_open_pages, port, tokens)  # each respondent opens their link first (not timed)
+    with env.autovacuum(("claims", "reviews", "responses", "invitations", "audit_events", "audit_head")):
+        latencies, seconds = _timed_posts(port, pages)
+    assert len(latencies) == size
+    [(responses,)] = env.psql("SELECT count(*) FROM responses WHERE submitted_at IS NOT NULL")
+    [(claims,)] = env.psql("SELECT count(*) FROM claims")
+    assert responses == claims == size, (responses, claims, size)
+    env.stop(server)
+
+    env.psql("CREATE TABLE bench_baseline (id bigserial PRIMARY KEY, token text, answers text, "
+             "created_at timestamptz DEFAULT now())")
+    port = free_port()
+    server = env.start("baseline", [gunicorn, "-w", str(WORKERS), "-b", f"127.0.0.1:{port}", "--backlog", "256",
+                                    "bench.baseline_app:app"], ready="Booting worker",
+                       env={"BENCH_BASELINE_DSN": env.database_url})
+    body = pages[0][2]
+    baseline_latencies, baseline_seconds = _timed_posts(port, [(f"/b/{t}", "", body) for t in tokens])
+    [(rows,)] = env.psql("SELECT count(*) FROM bench_baseline")
+    assert rows == size
+    env.stop(server)
+
+    rate, baseline_rate = size / seconds, size / baseline_seconds
+    p99 = _percentile(latencies, 99) * 1000
+    return Result(
+        "Submissions", "POST/s", rate, baseline_rate,
+        f"a WSGI function inserting one row with raw psycopg, same gunicorn ({WORKERS} sync workers), same body",
+        "≥ 0.5 × baseline, p99 < 150 ms at 16 concurrent", rate >= 0.5 * baseline_rate and p99 < 150,
+        notes=[f"{size:,} respondents, {CONCURRENCY} at once, each a complete answer with a claim: "
+               f"p50 {statistics.median(latencies) * 1000:.0f} ms, p99 {p99:.0f} ms; "
+               f"baseline p50 {statistics.median(baseline_latencies) * 1000:.0f} ms, "
+               f"p99 {_percentile(baseline_latencies, 99) * 1000:.0f} ms",
+               f"gunicorn {WORKERS} sync workers; the load generator ({CLIENT_PROCESSES} processes × "
+               f"{CONCURRENCY // CLIENT_PROCESSES} threads) runs on the same two cores"])
+
+
+def _links(env: Environment, app, size: int) -> list[str]:
+    """``size`` people invited to an open campaign; their link tokens."""
+    import secrets
+
+    from survey.accounts.services import create_user
+    from survey.campaigns.models import Invitation
+    from survey.campaigns.services import INVITATION_COLUMNS, invitation_token, unsubscribe_token
+    from survey.core.bulk import insert_rows
+    from survey.core.tokens import hash_token
+    from survey.core.types import utcnow
+    from survey.extensions import db
+    from survey.questionnaires.models import Questionnaire
+    from survey.questionnaires.services import load_builtin_questionnaires
+
+    data.reset(env)
+    data.people(env, size)
+    with app.app_context():
+        load_builtin_questionnaires()
+        for number in range(6):  # each claim is assigned two reviewers as it is created
+            create_user(f"member{number}@bench.example", secrets.token_urlsafe(16), "committee")
+        db.session.commit()
+        questionnaire_id = db.session.query(Questionnaire.id).filter_by(slug="alumni-outcomes").scalar()
+        campaign_id = data.campaign(env, questionnaire_id, "open")
+        now, rows, tokens = utcnow(), [], []
+        for stakeholder_id in range(1, size + 1):
+            nonce = secrets.token_hex(16)
+            tokens.append(invitation_token(nonce))
+            rows.append((campaign_id, stakeholder_id, nonce, hash_token(tokens[-1]),
+                         hash_token(unsubscribe_token(nonce)), "sent", 0, now))
+        insert_rows(Invitation.__table__, INVITATION_COLUMNS, rows)
+        db.session.commit()
+    return tokens
+
+
+def _wait_http(port: int, path: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", path)
+            connection.getresponse().read()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def _in_clients(function, port: int, items: list) -> list:
+    """``function(port, share)`` in each client process; the results in order."""
+    shares = [items[n::CLIENT_PROCESSES] for n in range(CLIENT_PROCESSES)]
+    with ProcessPoolExecutor(CLIENT_PROCESSES, mp_context=multiprocessing.get_context("spawn")) as pool:
+        parts = list(pool.map(function, [port] * CLIENT_PROCESSES, shares))
+    return [item for part in parts for item in part]
+
+
+def _open_pages(port: int, tokens: list[str]) -> list[tuple[str, str, str]]:
+    """GET each link: (path, session cookie, the form body with its CSRF token)."""
+    out = []
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    for token in tokens:
+        connection.request("GET", f"/s/{token}")
+        response = connection.getresponse()
+        page = response.read().decode()
+        assert response.status == 200, (response.status, page[:500])
+        cookie = response.getheader("Set-Cookie", "").split(";", 1)[0]
+        csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page) or \
+            re.search(r'name="csrf_token" value="([^"]+)"', page)
+        out.append((f"/s/{token}", cookie, urlencode([("csrf_token", csrf.group(1)), *ANSWERS])))
+    return out
+
+
+def _timed_posts(port: int, requests: list[tuple[str, str, str]]) -> tuple[list[float], float]:
+    started = time.monotonic()
+    results = _in_clients(_post_all, port, requests)
+    return results, time.monotonic() - started
+
+
+def _post_all(port: int, requests: list[tuple[str, str, str]]) -> list[float]:
+    """POST each request from CONCURRENCY / CLIENT_PROCESSES threads; each one's latency."""
+    latencies: list[float] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    pending = list(reversed(requests))
+
+    def client():
+        try:
+            send()
+        except BaseException as exc:  # noqa: BLE001 (raised again below, in the caller's thread)
+            errors.append(exc)
+
+    def send():
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        while True:
+            with lock:
+                if not pending:
+                    return
+                path, cookie, body = pending.pop()
+            started = time.monotonic()
+            headers = {"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie}
+            connection.request("POST", path, body=body, headers=headers)
+            response = connection.getresponse()
+            page = response.read()
+            elapsed = time.monotonic() - started
+            assert response.status == 200, (response.status, re.sub(rb"\s+", b" ", page)[-1500:])
+            with lock:
+                latencies.append(elapsed)
+
+    threads = [threading.Thread(target=client) for _ in range(CONCURRENCY // CLIENT_PROCESSES)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return latencies
+
+
+def _percentile(values: list[float], percent: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * percent / 100))]
