@@ -18,6 +18,21 @@ def reset(env: Environment) -> None:
     env.psql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
 
 
+def fresh(env: Environment, app, people_count: int) -> int:
+    """Empty tables, ``people_count`` alumni, the built-in questionnaires; the alumni
+    questionnaire's id."""
+    from survey.extensions import db
+    from survey.questionnaires.models import Questionnaire
+    from survey.questionnaires.services import load_builtin_questionnaires
+
+    reset(env)
+    people(env, people_count)
+    with app.app_context():
+        load_builtin_questionnaires()
+        db.session.commit()
+        return db.session.query(Questionnaire.id).filter_by(slug="alumni-outcomes").scalar()
+
+
 def people(env: Environment, count: int, kind: str = "alumnus") -> None:
     """``count`` stakeholders, half French, with a programme and a cohort."""
     env.psql("""

@@ -20,17 +20,14 @@ def run(env: Environment, app, size: int) -> Result:
     from survey.core.types import utcnow
     from survey.extensions import db
     from survey.questionnaires.models import Questionnaire
-    from survey.questionnaires.services import load_builtin_questionnaires
     from workflows.tasks import tick
 
-    data.reset(env)
-    data.people(env, size)
+    questionnaire_id = data.fresh(env, app, size)
     with Sink(env.smtp_port) as sink:
         worker = env.worker(PROCESSES, DISPATCH_PARALLELISM=PROCESSES)
         _wait_until_ready(env, app, worker)
         with app.app_context():
-            load_builtin_questionnaires()
-            questionnaire = db.session.query(Questionnaire).filter_by(slug="alumni-outcomes").one()
+            questionnaire = db.session.get(Questionnaire, questionnaire_id)
             campaign = services.create_campaign(
                 name="Bench dispatch", questionnaire=questionnaire, audience_kind="alumnus", audience_filters={},
                 privacy="identified", send_at=utcnow(), closes_at=utcnow() + timedelta(days=30),

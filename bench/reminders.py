@@ -33,16 +33,9 @@ def run(env: Environment, app, size: int) -> list[Result]:
 
     from survey.campaigns.reminders import queue_due_reminders
     from survey.extensions import db
-    from survey.questionnaires.models import Questionnaire
-    from survey.questionnaires.services import load_builtin_questionnaires
     from workflows import tasks
 
-    data.reset(env)
-    data.people(env, size)
-    with app.app_context():
-        load_builtin_questionnaires()
-        db.session.commit()
-        questionnaire_id = db.session.query(Questionnaire.id).filter_by(slug="alumni-outcomes").scalar()
+    questionnaire_id = data.fresh(env, app, size)
     campaign_id = data.campaign(env, questionnaire_id, "open")
     data.invitations(env, campaign_id, completed_share=0.3, reminder_due=True)
     due = size - size // 3  # every third person answered

@@ -21,16 +21,9 @@ def run(env: Environment, app, size: int) -> Result:
     import psycopg
 
     from survey.extensions import db
-    from survey.questionnaires.models import Questionnaire
-    from survey.questionnaires.services import load_builtin_questionnaires
     from survey.reports.document import build
 
-    data.reset(env)
-    data.people(env, size)
-    with app.app_context():
-        load_builtin_questionnaires()
-        db.session.commit()
-        questionnaire_id = db.session.query(Questionnaire.id).filter_by(slug="alumni-outcomes").scalar()
+    questionnaire_id = data.fresh(env, app, size)
     campaign_id = data.campaign(env, questionnaire_id, "open")
     data.invitations(env, campaign_id, completed_share=1.0, reminder_due=False)
     data.responses_and_claims(env, campaign_id)

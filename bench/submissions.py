@@ -80,17 +80,12 @@ def _links(env: Environment, app, size: int) -> list[str]:
     from survey.core.tokens import hash_token
     from survey.core.types import utcnow
     from survey.extensions import db
-    from survey.questionnaires.models import Questionnaire
-    from survey.questionnaires.services import load_builtin_questionnaires
 
-    data.reset(env)
-    data.people(env, size)
+    questionnaire_id = data.fresh(env, app, size)
     with app.app_context():
-        load_builtin_questionnaires()
         for number in range(6):  # each claim is assigned two reviewers as it is created
             create_user(f"member{number}@bench.example", secrets.token_urlsafe(16), "committee")
         db.session.commit()
-        questionnaire_id = db.session.query(Questionnaire.id).filter_by(slug="alumni-outcomes").scalar()
         campaign_id = data.campaign(env, questionnaire_id, "open")
         now, rows, tokens = utcnow(), [], []
         for stakeholder_id in range(1, size + 1):

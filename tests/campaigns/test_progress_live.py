@@ -18,8 +18,6 @@ from tests.campaigns.helpers import (
     schedule,
     started_campaign,
 )
-from tests.conftest import IsolatedClient
-from tests.factories import PASSWORD, csrf_token
 
 
 def _mark(invitation, status: str) -> None:
@@ -119,17 +117,12 @@ def test_the_sentence_is_in_the_readers_language(app, sending):
 
 # ---------------------------------------------------------------------- who may ask
 
-def test_only_admins_may_follow_the_progress(app, client, create_user, sending):
+def test_only_admins_may_follow_the_progress(browser, client, create_user, sending):
     url = f"/admin/campaigns/{sending.id}/progress"
     anonymous = client.get(url)
     assert anonymous.status_code == 302 and anonymous.headers["Location"].startswith("/login")
     for role in ("committee", "chair", "auditor"):
-        user = create_user(role=role)
-        visitor = IsolatedClient(app, app.response_class, use_cookies=True)
-        logged_in = visitor.post("/login", data={"email": user.email, "password": PASSWORD,
-                                                 "csrf_token": csrf_token(visitor)})
-        assert logged_in.status_code == 302
-        assert visitor.get(url).status_code == 403, role
+        assert browser(create_user(role=role)).get(url).status_code == 403, role
 
 
 def test_the_progress_of_an_unknown_campaign_is_404(admin):
