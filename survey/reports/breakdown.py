@@ -15,7 +15,7 @@ from operator import attrgetter
 from typing import Protocol, TypeVar
 
 from flask import current_app
-from sqlalchemy import case, distinct, func, select
+from sqlalchemy import func, select
 
 from survey.audiences.models import Stakeholder
 from survey.campaigns.models import Invitation
@@ -63,38 +63,45 @@ class People:
 
     invited: int
     responded: int
+    #: distinct people with at least one proven outcome
+    proven_people: int
     #: attribute → its groups, small ones suppressed
     groups: dict[str, list[Group]]
 
 
 def people(campaign_ids: list[int], attributes: tuple[str, ...], threshold: int | None = None) -> People:
-    """One pass over the invitations and their people for every breakdown at once: a
-    GROUP BY over all the attributes together, then summed per attribute here. Each
-    person has one value of each attribute, so the combined groups partition the
-    people, and the distinct counts add up."""
+    """Every breakdown at once, in two GROUP BYs over all the attributes together,
+    summed per attribute here: the invitations and their people (one pass over the
+    campaigns' people), and the people with a proven outcome (a pass over the few who
+    have one, each counted once whatever their claims). Each person has one value of
+    each attribute, so the combined groups partition the people, and the counts add up."""
     threshold = threshold or current_app.config["REPORT_MIN_GROUP"]
     values = [func.coalesce(Stakeholder.attributes[attribute].as_string(), NOT_GIVEN) for attribute in attributes]
-    proven = (select(Claim.stakeholder_id)
-              .where(Claim.campaign_id.in_(campaign_ids), Claim.state == "proven").distinct())
-    rows = db.session.execute(
-        select(*values, func.count(Invitation.id), func.count(Invitation.completed_at),
-               func.count(distinct(case((Invitation.stakeholder_id.in_(proven), Invitation.stakeholder_id)))))
+    invitations = db.session.execute(
+        select(*values, func.count(Invitation.id), func.count(Invitation.completed_at))
         .join(Stakeholder, Stakeholder.id == Invitation.stakeholder_id)
         .where(Invitation.campaign_id.in_(campaign_ids))
         .group_by(*values)
     ).all()
-    totals = {attribute: {} for attribute in attributes}
-    for row in rows:
-        counts = [int(n) for n in row[len(attributes):]]
-        for attribute, value in zip(attributes, row):
-            summed = totals[attribute].setdefault(str(value), [0, 0, 0])
-            for index, count in enumerate(counts):
-                summed[index] += count
+    proven = db.session.execute(
+        select(*values, func.count())
+        .where(Stakeholder.id.in_(select(Claim.stakeholder_id)
+                                  .where(Claim.campaign_id.in_(campaign_ids), Claim.state == "proven")))
+        .group_by(*values)
+    ).all()
+    width = len(attributes)
+    totals: dict[str, dict[str, list[int]]] = {attribute: {} for attribute in attributes}
+    for rows, first in ((invitations, 0), (proven, 2)):
+        for row in rows:
+            counts = [int(n) for n in row[width:]]
+            for attribute, value in zip(attributes, row):
+                summed = totals[attribute].setdefault(str(value), [0, 0, 0])
+                for index, count in enumerate(counts, start=first):
+                    summed[index] += count
     groups = {attribute: suppress([Group(value, *counts) for value, counts in sorted(by_value.items())], threshold)
               for attribute, by_value in totals.items()}
-    invited = sum(int(row[len(attributes)]) for row in rows)
-    responded = sum(int(row[len(attributes) + 1]) for row in rows)
-    return People(invited, responded, groups)
+    return People(sum(int(row[width]) for row in invitations), sum(int(row[width + 1]) for row in invitations),
+                  sum(int(row[width]) for row in proven), groups)
 
 
 def suppress(groups: list[G], threshold: int, size: Callable[[G], int] = attrgetter("invited")) -> list[G]:

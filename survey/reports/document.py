@@ -48,7 +48,7 @@ def build(campaign_ids: list[int], breakdowns=DEFAULT_BREAKDOWNS, *, with_commen
     threshold = current_app.config["REPORT_MIN_GROUP"]
     everyone = people(campaign_ids, tuple(breakdowns), threshold)
     return {
-        "figures": compute(campaign_ids, (everyone.invited, everyone.responded)).as_dict(),
+        "figures": compute(campaign_ids, everyone).as_dict(),
         "breakdowns": {attribute: [group.as_dict() for group in everyone.groups[attribute]]
                        for attribute in breakdowns},
         "employee": employee_figures(campaign_ids, with_comments=with_comments),

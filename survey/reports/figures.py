@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import case, distinct, func, select
+from sqlalchemy import func, select
 
-from survey.campaigns.models import Invitation, Response
+from survey.campaigns.models import Response
 from survey.claims.models import OUTCOME_TYPES, Claim
 from survey.extensions import db
+from survey.reports.breakdown import People, people
 from survey.reports.stats import Rate
 
 #: the activity categories (the alumni questionnaire's ``activity`` question)
@@ -80,14 +81,12 @@ class Figures:
         }
 
 
-def compute(campaign_ids: list[int], invited_responded: tuple[int, int] | None = None) -> Figures:
+def compute(campaign_ids: list[int], counted: People | None = None) -> Figures:
     """The figures of these campaigns together (a campaign, or a period's campaigns);
-    ``invited_responded`` when the caller counted them already (survey/reports/breakdown.people)."""
+    ``counted``: their people, when the caller counted them already (breakdown.people)."""
     ids = sorted(set(campaign_ids))
-    invited, responded = invited_responded or db.session.execute(
-        select(func.count(Invitation.id), func.count(Invitation.completed_at))
-        .where(Invitation.campaign_id.in_(ids))
-    ).one()
+    if counted is None:
+        counted = people(ids, ())
     activity = Response.answers["activity"].as_string()
     activities: dict[str, int] = {}
     for value, count in db.session.execute(
@@ -106,11 +105,7 @@ def compute(campaign_ids: list[int], invited_responded: tuple[int, int] | None =
         row = outcomes[outcome]
         row["claimed"] += count
         row["pending" if state in PENDING else state] += count
-    proven_people = db.session.scalar(
-        select(func.count(distinct(case((Claim.state == "proven", Claim.stakeholder_id)))))
-        .where(Claim.campaign_id.in_(ids))
-    ) or 0
-    figures = Figures(ids, int(invited), int(responded), activities, outcomes, int(proven_people))
+    figures = Figures(ids, counted.invited, counted.responded, activities, outcomes, counted.proven_people)
     knowledge = figures.knowledge_rate.value
     if knowledge is not None and knowledge < KNOWLEDGE_FLOOR:
         figures.warnings.append(

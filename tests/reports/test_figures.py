@@ -60,3 +60,31 @@ def test_a_revoked_claim_is_not_proven_any_more(cohort):
     figures = compute([cohort.id])
     assert figures.outcomes["raise"]["revoked"] == 1 and figures.outcomes["raise"]["proven"] == 0
     assert figures.proven_people == 1
+
+
+def test_a_person_proven_in_two_campaigns_counts_once(cohort, alumni, monkeypatch):
+    """Figures over a period: everyone invited again, and one of the two already proven
+    proves another outcome; the cohort is 20 invitations, still 2 proven people."""
+    from survey.campaigns.models import Invitation, Response
+    from survey.core.types import utcnow
+    from survey.reports.breakdown import people
+    from tests.campaigns.helpers import started_campaign
+
+    again = started_campaign(alumni, monkeypatch)
+    proven = db.session.scalar(select(Claim).where(Claim.campaign_id == cohort.id, Claim.state == "proven"))
+    invitation = db.session.scalar(select(Invitation).where(Invitation.campaign_id == again.id,
+                                                            Invitation.stakeholder_id == proven.stakeholder_id))
+    invitation.completed_at, invitation.status = utcnow(), "completed"
+    response = Response(campaign_id=again.id, invitation_id=invitation.id, locale="en", submitted_at=utcnow(),
+                        answers={"activity": "employed_full_time"})
+    db.session.add(response)
+    db.session.flush()
+    db.session.add(Claim(response_id=response.id, campaign_id=again.id, stakeholder_id=proven.stakeholder_id,
+                         outcome_type="promotion", state="proven", token_nonce="n", token_hash="f" * 64,
+                         decided_at=utcnow()))
+    db.session.commit()
+
+    figures = compute([cohort.id, again.id])
+    assert (figures.invited, figures.responded, figures.proven_people) == (20, 7, 2)
+    [group] = people([cohort.id, again.id], ("programme",), threshold=1).groups["programme"]
+    assert (group.invited, group.responded, group.proven_people) == (20, 7, 2)
