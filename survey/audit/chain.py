@@ -84,7 +84,8 @@ def _append(session: Session) -> None:
                          fields["data"])
         rows.append({"id": event_id, "at": now, "prev_hash": prev_hash, "hash": digest, **fields})
         prev_hash = digest
-    session.execute(insert(AuditEvent), rows)
+    # every row with the same columns (NULLs included): one INSERT for all of them
+    session.execute(insert(AuditEvent).execution_options(render_nulls=True), rows)
     session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_hash=prev_hash))
 
 

@@ -71,7 +71,8 @@ def create_claims(response: Response, stakeholder_id: int) -> list[Claim]:
         claim = Claim(response_id=response.id, campaign_id=response.campaign_id, stakeholder_id=stakeholder_id,
                       outcome_type=outcome, details=details,
                       attribution=attribution if isinstance(attribution, int) else None,
-                      token_nonce=nonce, token_hash=hash_token(claim_token(nonce)))
+                      token_nonce=nonce, token_hash=hash_token(claim_token(nonce)),
+                      reviews=[])  # a new claim has none: no query to find that out
         db.session.add(claim)
         db.session.flush()
         record("claim_created", f"claim:{claim.id}", actor="respondent", to_state="submitted",
@@ -157,9 +158,9 @@ def assign_reviewers(claim: Claim, count: int | None = None, *, actor="system") 
     for user in eligible_reviewers(claim)[: max(wanted - active, 0)]:
         review = Review(claim=claim, reviewer_id=user.id, round=_round(claim))
         db.session.add(review)
-        db.session.flush()
         record("assignment", f"claim:{claim.id}", actor=actor, data={"reviewer": user.id})
         added.append(review)
+    db.session.flush()  # the new reviews in one INSERT
     if active + len(added) < wanted:
         current_app.logger.warning("claim %s has %s of %s reviewers", claim.id, active + len(added), wanted)
     return added

@@ -16,6 +16,8 @@ from datetime import datetime, time, timezone
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from survey.audiences.models import Stakeholder
 from survey.campaigns.models import Campaign, Invitation, Response
@@ -41,7 +43,11 @@ MAX_TOKEN_LENGTH = 100
 def find_invitation(token: str) -> Invitation | None:
     if not token or len(token) > MAX_TOKEN_LENGTH:
         return None
-    return db.session.scalar(select(Invitation).where(Invitation.token_hash == hash_token(token)))
+    # the page needs the person, the campaign and its questionnaire: one statement for all
+    return db.session.scalar(
+        select(Invitation).where(Invitation.token_hash == hash_token(token))
+        .options(joinedload(Invitation.stakeholder),
+                 joinedload(Invitation.campaign).joinedload(Campaign.questionnaire)))
 
 
 def draft_for(invitation: Invitation) -> Response | None:
@@ -123,7 +129,9 @@ def submit_response(invitation: Invitation, answers: dict, locale: str) -> Respo
     if claimed != 1:
         db.session.rollback()
         raise AlreadySubmitted(_l("You have already answered this survey. Thank you!"))
-    db.session.refresh(invitation)
+    for name, value in (("completed_at", now), ("status", "completed"), ("started_at", invitation.started_at or now),
+                        ("opened_at", invitation.opened_at or now)):
+        set_committed_value(invitation, name, value)  # what the UPDATE wrote, without reading it back
     response = draft_for(invitation)
     if response is None:
         response = Response(campaign_id=invitation.campaign_id, invitation_id=invitation.id, started_at=now)
