@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import isodate
@@ -35,7 +36,13 @@ REMINDABLE = ("sent", "opened", "started")
 
 def schedule_offsets(campaign: Campaign) -> list[timedelta]:
     """The campaign's reminders as delays after the invitation, ascending."""
-    return sorted(isodate.parse_duration(text) for text in campaign.reminders or [])
+    return list(_offsets(tuple(campaign.reminders or ())))
+
+
+@lru_cache(maxsize=256)
+def _offsets(reminders: tuple[str, ...]) -> tuple[timedelta, ...]:
+    """Parsed once per schedule: the sending loop asks for each email's next gap."""
+    return tuple(sorted(isodate.parse_duration(text) for text in reminders))
 
 
 def gap_before(campaign: Campaign, reminder_number: int) -> timedelta | None:

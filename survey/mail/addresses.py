@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import re
 from email.utils import parseaddr
+from functools import lru_cache
 
 from flask import current_app
 
@@ -20,7 +21,13 @@ SIGNATURE_LENGTH = 16
 
 
 def mail_domain() -> str:
-    return parseaddr(current_app.config["MAIL_FROM"])[1].rpartition("@")[2] or "localhost"
+    return _domain(current_app.config["MAIL_FROM"])
+
+
+@lru_cache(maxsize=8)
+def _domain(mail_from: str) -> str:
+    """Parsed once per configured sender: the sending loop asks for it twice per email."""
+    return parseaddr(mail_from)[1].rpartition("@")[2] or "localhost"
 
 
 def _split(configured: str, default_local: str) -> tuple[str, str]:

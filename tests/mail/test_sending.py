@@ -685,3 +685,17 @@ def test_send_due_emails_chains_while_batches_are_full_then_opens(app, alumni, c
     assert (len(smtp.messages), len(chained)) == (3, 1)
     db.session.expire_all()
     assert db.session.get(Campaign, campaign.id).status == "open"
+
+
+def test_an_address_that_would_break_the_smtp_command_is_not_sent(app, alumni, create_stakeholder, smtp,
+                                                                  monkeypatch):
+    # The importer refuses such addresses; one stored by other means must still not be
+    # written into RCPT TO, where a ">" or a space would change the command.
+    first = create_stakeholder(email="first@example.org")
+    odd = create_stakeholder(email="odd>x@example.org")
+    campaign = started_campaign(alumni, monkeypatch)
+    assert send_batch(100) == 2
+    assert [_recipient(m) for m in smtp.messages] == [first.email]
+    rows = {r.invitation.stakeholder_id: r for r in _rows(campaign.id)}
+    assert (rows[first.id].status, rows[odd.id].status) == ("sent", "failed")
+    assert "characters an SMTP command cannot carry" in rows[odd.id].smtp_reply
