@@ -39,6 +39,14 @@ from survey.reports.models import ReportSnapshot, SnapshotClaim
 TRACE_BATCH = 1000
 
 
+def new_slug() -> str:
+    """96 random bits, URL-safe, never starting with "-": ``flask reports verify SLUG``
+    would read such a slug as an option (one slug in 64 did)."""
+    while (slug := secrets.token_urlsafe(12)).startswith("-"):
+        pass
+    return slug
+
+
 def publish(user: User, selection: Selection, title: str, *, replaces: ReportSnapshot | None = None,
             reason: str = "") -> ReportSnapshot:
     """Freeze the report of ``selection`` as a new snapshot (a correction of ``replaces``)."""
@@ -56,7 +64,7 @@ def publish(user: User, selection: Selection, title: str, *, replaces: ReportSna
     if not campaign_ids:
         raise ValidationFailed(_l("No campaign was sent in this period: there is nothing to publish."))
 
-    slug = secrets.token_urlsafe(12)
+    slug = new_slug()
     document = build(campaign_ids, selection.breakdowns)
     inputs = inputs_sha256(campaign_ids, selection.breakdowns)
     snapshot = ReportSnapshot(

@@ -118,3 +118,12 @@ def test_verify_checks_the_hashes_and_the_draws(app, snapshot, auditor, chair):
         assert result.exit_code == 1
         assert "DOES NOT MATCH the stored bytes" in result.output and "DOES NOT MATCH its seed" in result.output
     assert runner.invoke(args=["reports", "verify", "nope"]).exit_code == 1
+
+
+def test_a_slug_never_starts_like_a_command_line_option(monkeypatch):
+    """``flask reports verify SLUG`` read a slug starting with "-" as an option (one in 64)."""
+    from survey.reports import publishing
+
+    drawn = iter(["-Ab3xYz0123456789", "--Zz", "Ab3xYz0123456789"])
+    monkeypatch.setattr(publishing.secrets, "token_urlsafe", lambda n: next(drawn))
+    assert publishing.new_slug() == "Ab3xYz0123456789"
