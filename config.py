@@ -53,7 +53,8 @@ class Config:
     #: a random key is generated once into instance/secret_key (never committed).
     SECRET_KEY = os.environ.get("SECRET_KEY")
     SQLALCHEMY_DATABASE_URI = database_url()
-    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    #: hide_parameters: SQL errors and logs never show the values (emails, names) bound to a query
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True, "hide_parameters": True}
 
     #: Links in emails are built from this, never from the request's Host header.
     BASE_URL = os.environ.get("BASE_URL", "http://127.0.0.1:5000").rstrip("/")
@@ -121,6 +122,16 @@ class Config:
     #: Stakeholder attributes copied into each response at submission, so groups need no link to the person.
     REPORT_SEGMENTS = tuple(name.strip() for name in os.environ.get(
         "REPORT_SEGMENTS", "department,programme,cohort").split(",") if name.strip())
+
+    #: Retention policy (survey/privacy/retention.py), in days; 0 keeps forever. Free-text and
+    #: file answers: 2 years after submission. Evidence: 1 year after the claim's decision (the
+    #: annual report and its audit). Contact data: erased after 3 years without activity from
+    #: the person (the CNIL's rule for people one contacts). Applied daily.
+    RETENTION_ANSWERS_DAYS = int(os.environ.get("RETENTION_ANSWERS_DAYS", "730"))
+    RETENTION_EVIDENCE_DAYS = int(os.environ.get("RETENTION_EVIDENCE_DAYS", "365"))
+    RETENTION_CONTACT_DAYS = int(os.environ.get("RETENTION_CONTACT_DAYS", "1095"))
+    #: How often beat applies the retention policy, in seconds (a day).
+    RETENTION_INTERVAL = float(os.environ.get("RETENTION_INTERVAL", "86400"))
 
     CELERY = {
         **broker_settings(),

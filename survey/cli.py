@@ -1,4 +1,4 @@
-"""Command-line groups: ``flask --app wsgi users|api-keys|audience|questionnaires|demo|audit|reports``."""
+"""Command-line groups: ``flask --app wsgi users|api-keys|audience|questionnaires|demo|audit|reports|people``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -59,6 +59,7 @@ def register_cli(app: Flask) -> None:
     from survey.audiences.cli import register as register_audience_cli
     from survey.audit.cli import audit_cli
     from survey.mail.bounces import bounces_cli
+    from survey.privacy.cli import people_cli
     from survey.reports.cli import reports_cli
 
     for group in (users_cli, api_keys_cli, questionnaires_cli, demo_cli):
@@ -67,3 +68,4 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(bounces_cli)
     app.cli.add_command(audit_cli)
     app.cli.add_command(reports_cli)
+    app.cli.add_command(people_cli)

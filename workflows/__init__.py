@@ -30,6 +30,7 @@ def celery_init_app(app: Flask) -> Celery:
         "tick": {"task": "workflows.tasks.tick", "schedule": app.config["BEAT_INTERVAL"]},
         "committee-reminders": {"task": "workflows.tasks.committee_reminders",
                                 "schedule": app.config["COMMITTEE_REMINDER_INTERVAL"]},
+        "retention": {"task": "workflows.tasks.apply_retention", "schedule": app.config["RETENTION_INTERVAL"]},
     }
     celery_app.set_default()
     app.extensions["celery"] = celery_app

@@ -42,6 +42,16 @@ def committee_reminders() -> None:
         kick_senders()
 
 
+@shared_task(name="workflows.tasks.apply_retention")
+def apply_retention() -> None:
+    """Daily: the retention policy (survey/privacy/retention.py), in committed batches;
+    a run killed midway is finished by the next, and a second run finds nothing to do."""
+    from survey.privacy.retention import purge
+
+    removed = purge().counts
+    current_app.logger.info("retention policy applied: %s", ", ".join(f"{k} {v}" for k, v in removed.items()))
+
+
 @shared_task(name="workflows.tasks.start_campaign")
 def start_campaign(campaign_id: int) -> None:
     from survey.campaigns.services import start_campaign as start

@@ -361,8 +361,9 @@ def _ingest_bounce(notice: Notice) -> Result:
     row, unknown = _outbox_row(notice)
     if failure is None:  # the relay keeps trying; a later report says how it ended
         where = f"outbox {row.id}" if row else "an unknown email"
-        return Result("transient", f"delayed, {where} ({delay.address or 'no recipient given'}): "
-                      f"{delay.describe()}; nothing recorded", outbox_id=row.id if row else None)
+        # The command's report names emails by id, never by address (it ends up in cron logs).
+        return Result("transient", f"delayed, {where}: {delay.describe()}; nothing recorded",
+                      outbox_id=row.id if row else None)
     if row is None:
         return Result("ignored", unknown)
     return _record_bounce(row, failure)
@@ -392,7 +393,6 @@ def _outbox_row(notice: Notice) -> tuple[OutboxMessage | None, str]:
 
 def _record_bounce(row: OutboxMessage, failure: Recipient) -> Result:
     invitation = row.invitation
-    address = failure.address or invitation.stakeholder.email
     note = f"bounce report: {failure.describe()}"
     # One conditional UPDATE, so that two runs reading the same report at once
     # (overlapping cron jobs) record it once: the second one matches no row.
@@ -403,7 +403,7 @@ def _record_bounce(row: OutboxMessage, failure: Recipient) -> Result:
                 smtp_reply=func.coalesce(OutboxMessage.smtp_reply + "\n", "") + note)
     ).rowcount
     if not recorded:
-        return Result("bounce", f"already recorded: outbox {row.id} ({address})", outbox_id=row.id)
+        return Result("bounce", f"already recorded: outbox {row.id}", outbox_id=row.id)
     dead = means_dead_address(failure.status)
     # A closed campaign's counts are frozen: the late report is kept on the email only.
     if row.kind == "invitation" and invitation.campaign.status != "closed":
@@ -413,7 +413,7 @@ def _record_bounce(row: OutboxMessage, failure: Recipient) -> Result:
         )
     if dead:  # a refusal of this one email (5.7.1 policy…) leaves the address usable
         suppress_address(invitation.stakeholder_id, f"hard bounce: {failure.describe()}")
-    return Result("bounce", f"bounce applied: outbox {row.id} ({address}): {failure.describe()}",
+    return Result("bounce", f"bounce applied: outbox {row.id}: {failure.describe()}",
                   changed=True, outbox_id=row.id)
 
 
@@ -423,8 +423,8 @@ def _ingest_unsubscribe(token: str) -> Result:
         return Result("ignored", "an unsubscribe request with an unknown token")
     if not opt_out(invitation, everything=True):
         return Result("unsubscribe", f"already recorded: opt-out of invitation {invitation.id}")
-    return Result("unsubscribe", f"unsubscribed: invitation {invitation.id} "
-                  f"({invitation.stakeholder.email}), no more email of any campaign", changed=True)
+    return Result("unsubscribe", f"unsubscribed: invitation {invitation.id}, no more email of any campaign",
+                  changed=True)
 
 
 # ---------------------------------------------------------------- where messages come from
@@ -542,10 +542,13 @@ def _text(data: list) -> str:
 
 def ingest_source(source: Source, *, delete: bool, echo: Callable[[str], None]) -> Counter:
     """Ingest every message of a source, committing after each one; returns the counts.
+    The report names emails by id: it is read in cron logs, where no address belongs.
 
     A message that was not understood is kept (flagged seen on IMAP) even with
     ``delete``: it may be a person writing to us, for someone to read.
     """
+    from survey.privacy.logs import redact
+
     counts: Counter = Counter()
     for key, raw in source:
         result = ingest_message(raw)
@@ -555,7 +558,7 @@ def ingest_source(source: Source, *, delete: bool, echo: Callable[[str], None]) 
         else:
             counts[result.action] += 1
             label = "ignored: " if result.action == "ignored" else ""
-            echo(f"{key}: {label}{result.detail}")
+            echo(redact(f"{key}: {label}{result.detail}"))  # a relay's diagnostic may quote the address
         source.processed(key, remove=delete and result.action != "ignored")
     return counts
 

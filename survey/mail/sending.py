@@ -223,7 +223,8 @@ def _prepare(ids: list[int]) -> list[Job]:
         except (ValueError, LookupError) as exc:
             # One unbuildable row (a local part that is not ASCII needs SMTPUTF8) must
             # not crash the batch, leaving the others to be resent after the lease.
-            current_app.logger.warning("outbox %s: cannot build the email: %s", message.id, exc)
+            # Logged by id only: the reason can hold the address (it is kept in smtp_reply).
+            current_app.logger.warning("outbox %s: cannot build the email (%s)", message.id, type(exc).__name__)
             job.unbuildable = Outcome("failed", f"not sent: cannot build the email ({exc})")
         jobs.append(job)
     if stopped:

@@ -1,8 +1,9 @@
 """What happens when a respondent opens, saves and submits a survey.
 
 Opening never uses a link up; saving keeps a draft; submitting happens once.
-In an anonymous campaign the submitted response is cut from the invitation and
-keeps no time of its own (every answer carries the campaign's send day).
+In an anonymous campaign the submitted response is cut from the invitation, keeps
+no time of its own (every answer carries the campaign's send day) and is stored
+mixed with earlier answers (``survey.privacy.anonymity``).
 
 Each submitted response keeps a copy of the respondent's groups (REPORT_SEGMENTS:
 department, programme, cohort…) so the report can group answers without going back
@@ -132,7 +133,24 @@ def submit_response(invitation: Invitation, answers: dict, locale: str) -> Respo
     for name, value in (("completed_at", now), ("status", "completed"), ("started_at", invitation.started_at or now),
                         ("opened_at", invitation.opened_at or now)):
         set_committed_value(invitation, name, value)  # what the UPDATE wrote, without reading it back
+    campaign: Campaign = invitation.campaign
     response = draft_for(invitation)
+    if campaign.privacy == "anonymous":
+        # Nothing may tie the answer to the person: no link, and no time of its own. Even
+        # the day would do it (the invitation records when its person answered), so every
+        # answer of the campaign carries the same day: the day the campaign was sent. The
+        # draft goes, and the answer is a new row mixed with earlier ones (privacy.anonymity).
+        from survey.privacy.anonymity import store_anonymous
+
+        if response is not None:
+            db.session.delete(response)
+        # Nor the language it was given in: a few people answering in English narrow it down.
+        response_id = store_anonymous({
+            "campaign_id": campaign.id, "answers": answers, "segment": segment_of(invitation),
+            "locale": current_app.config["BABEL_DEFAULT_LOCALE"],
+            "submitted_at": datetime.combine(campaign.send_at.date(), time(0), tzinfo=timezone.utc),
+        })
+        return db.session.get(Response, response_id)
     if response is None:
         response = Response(campaign_id=invitation.campaign_id, invitation_id=invitation.id, started_at=now)
         db.session.add(response)
@@ -140,14 +158,6 @@ def submit_response(invitation: Invitation, answers: dict, locale: str) -> Respo
     response.locale = locale
     response.submitted_at = now
     response.segment = segment_of(invitation)
-    campaign: Campaign = invitation.campaign
-    if campaign.privacy == "anonymous":
-        # Nothing may tie the answer to the person: no link, and no time of its own. Even
-        # the day would do it (the invitation records when its person answered), so every
-        # answer of the campaign carries the same day: the day the campaign was sent.
-        response.invitation_id = None
-        response.started_at = None
-        response.submitted_at = datetime.combine(campaign.send_at.date(), time(0), tzinfo=timezone.utc)
     db.session.flush()
     if campaign.privacy == "identified":  # a claim names its claimant: never from a private answer
         from survey.claims.services import create_claims

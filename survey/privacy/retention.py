@@ -1,0 +1,213 @@
+"""The retention policy: how long each kind of personal data is kept.
+
+| kind | setting (days; 0 keeps forever) | what goes when the time is up |
+| --- | --- | --- |
+| answers | RETENTION_ANSWERS_DAYS after submission | free-text and file answers (closed answers stay: they are counted); the claims' details, once decided |
+| evidence | RETENTION_EVIDENCE_DAYS after the claim's decision | evidence items (rows and files); files in answers with no claim under review |
+| contact | RETENTION_CONTACT_DAYS without activity from the person | the person is erased (``privacy.erasure``), their counts stay |
+| drafts | when the campaign closes | unsubmitted answers, which can no longer be sent |
+
+"Activity" is what comes from the person: being added, opening, starting or answering a
+survey, opting out, a claim; a claim still under review keeps them. Published reports are
+frozen bytes, and the rows kept (invitations, closed answers, claim states) still give
+the same counts, so nothing published changes.
+
+Each kind is worked through in batches of ``PURGE_BATCH`` rows, each committed: a run
+killed midway has finished whole batches, and the next run picks up the rest; a second
+run finds nothing to do. Files are deleted before their batch commits, so a kill leaves
+rows naming files already gone, never files no row names.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import delete, exists, func, or_, select, update
+
+from survey.audiences.models import Stakeholder
+from survey.campaigns.models import Campaign, Invitation, Response
+from survey.claims.models import Claim, Evidence
+from survey.core.types import utcnow
+from survey.extensions import db
+from survey.privacy.data import personal_questions_of, remove_files, stored_files, without_personal
+from survey.privacy.erasure import ERASED, erase_person
+from workflows.claims import OPEN as _OPEN
+
+#: claim states the committee still works on
+OPEN = tuple(sorted(_OPEN))
+
+#: rows per committed batch
+PURGE_BATCH = 200
+
+
+@dataclass
+class Purge:
+    """What a run removed (or, dry, would remove), by kind."""
+
+    dry_run: bool
+    counts: dict[str, int] = field(default_factory=lambda: {
+        "free-text answers": 0, "answer files": 0, "claim details": 0, "evidence items": 0,
+        "drafts": 0, "people": 0})
+
+
+def _cutoff(now: datetime, setting: str) -> datetime | None:
+    days = current_app.config[setting]
+    return now - timedelta(days=days) if days and days > 0 else None
+
+
+def purge(now: datetime | None = None, *, dry_run: bool = False, batch: int = PURGE_BATCH) -> Purge:
+    """Apply the whole policy as of ``now``; commits after each batch (never when dry)."""
+    now = now or utcnow()
+    result = Purge(dry_run)
+    answers_cutoff = _cutoff(now, "RETENTION_ANSWERS_DAYS")
+    evidence_cutoff = _cutoff(now, "RETENTION_EVIDENCE_DAYS")
+    contact_cutoff = _cutoff(now, "RETENTION_CONTACT_DAYS")
+    try:
+        _answers(result, answers_cutoff, evidence_cutoff, batch)
+        if answers_cutoff:
+            _claim_details(result, answers_cutoff, batch)
+        if evidence_cutoff:
+            _evidence(result, evidence_cutoff, batch)
+        _drafts(result, batch)
+        if contact_cutoff:
+            _people(result, contact_cutoff, batch)
+    finally:
+        if dry_run:
+            db.session.rollback()
+    return result
+
+
+def _done(result: Purge) -> None:
+    """End a batch: kept when for real, forgotten when dry."""
+    if not result.dry_run:
+        db.session.commit()
+
+
+def _answers(result: Purge, answers_cutoff: datetime | None, evidence_cutoff: datetime | None, batch: int) -> None:
+    """Free text and files after RETENTION_ANSWERS_DAYS; files alone after
+    RETENTION_EVIDENCE_DAYS, unless a claim made from the answer is still under review."""
+    cutoffs = [c for c in (answers_cutoff, evidence_cutoff) if c]
+    if not cutoffs:
+        return
+    latest = max(cutoffs)
+    last_id = None
+    while True:
+        query = (select(Response, Campaign.questionnaire_id).join(Campaign, Campaign.id == Response.campaign_id)
+                 .where(Response.submitted_at.is_not(None), Response.submitted_at < latest)
+                 .order_by(Response.id).limit(batch))
+        if last_id is not None:
+            query = query.where(Response.id > last_id)
+        rows = db.session.execute(query).all()
+        if not rows:
+            return
+        last_id = rows[-1][0].id
+        under_review = set(db.session.scalars(select(Claim.response_id).where(
+            Claim.response_id.in_([r.id for r, _q in rows]), Claim.state.in_(OPEN))))
+        files: list[str] = []
+        for response, questionnaire_id in rows:
+            if answers_cutoff and response.submitted_at < answers_cutoff and response.id not in under_review:
+                kept = without_personal(response.answers, personal_questions_of(questionnaire_id))
+                kind = "free-text answers"
+            elif evidence_cutoff and response.submitted_at < evidence_cutoff and response.id not in under_review:
+                kept = without_personal(response.answers, ())
+                kind = "answer files"
+            else:
+                continue
+            if kept != response.answers:
+                files += [name for name in stored_files(response.answers) if name not in stored_files(kept)]
+                result.counts[kind] += 1
+                if not result.dry_run:  # by id: an anonymous answer may have been rewritten since (anonymity)
+                    db.session.execute(update(Response).where(Response.id == response.id).values(answers=kept)
+                                       .execution_options(synchronize_session=False))
+        if not result.dry_run and files:
+            # A file that is also a claim's evidence follows the evidence's own clock.
+            kept_as_evidence = set(db.session.scalars(select(Evidence.stored_as).where(Evidence.stored_as.in_(files))))
+            remove_files(name for name in files if name not in kept_as_evidence)
+        _done(result)
+
+
+def _claim_details(result: Purge, cutoff: datetime, batch: int) -> None:
+    """What the respondent said about a decided claim (employer, role, comment…)."""
+    last_id = 0
+    while True:
+        claims = db.session.scalars(
+            select(Claim).where(Claim.id > last_id, Claim.state.not_in(OPEN),
+                                func.coalesce(Claim.decided_at, Claim.created_at) < cutoff)
+            .order_by(Claim.id).limit(batch)).all()
+        if not claims:
+            return
+        last_id = claims[-1].id
+        for claim in claims:
+            if claim.details:
+                result.counts["claim details"] += 1
+                if not result.dry_run:
+                    claim.details = {}
+        _done(result)
+
+
+def _evidence(result: Purge, cutoff: datetime, batch: int) -> None:
+    """Evidence of claims decided (or withdrawn) before the cutoff."""
+    last_id = 0
+    while True:
+        items = db.session.scalars(
+            select(Evidence).join(Claim, Claim.id == Evidence.claim_id)
+            .where(Evidence.id > last_id, Claim.state.not_in(OPEN),
+                   func.coalesce(Claim.decided_at, Claim.created_at) < cutoff)
+            .order_by(Evidence.id).limit(batch)).all()
+        if not items:
+            return
+        last_id = items[-1].id
+        result.counts["evidence items"] += len(items)
+        if not result.dry_run:
+            remove_files(item.stored_as for item in items if item.stored_as)
+            db.session.execute(delete(Evidence).where(Evidence.id.in_([item.id for item in items]))
+                               .execution_options(synchronize_session=False))
+        _done(result)
+
+
+def _drafts(result: Purge, batch: int) -> None:
+    """Answers never submitted to a campaign now closed: they can never be sent."""
+    closed_drafts = (select(Response).join(Campaign, Campaign.id == Response.campaign_id)
+                     .where(Response.submitted_at.is_(None), Campaign.status == "closed"))
+    if result.dry_run:
+        result.counts["drafts"] += db.session.scalar(select(func.count()).select_from(closed_drafts.subquery()))
+        return
+    while True:
+        drafts = db.session.scalars(closed_drafts.order_by(Response.id).limit(batch)).all()
+        if not drafts:
+            return
+        remove_files(name for draft in drafts for name in stored_files(draft.answers))
+        db.session.execute(delete(Response).where(Response.id.in_([d.id for d in drafts]))
+                           .execution_options(synchronize_session=False))
+        result.counts["drafts"] += len(drafts)
+        _done(result)
+
+
+def inactive_people(cutoff: datetime):
+    """Stakeholders not erased yet, with no activity of their own since ``cutoff``."""
+    recent_invitation = exists().where(
+        Invitation.stakeholder_id == Stakeholder.id,
+        or_(Invitation.opened_at >= cutoff, Invitation.started_at >= cutoff,
+            Invitation.completed_at >= cutoff, Invitation.opted_out_at >= cutoff))
+    recent_claim = exists().where(
+        Claim.stakeholder_id == Stakeholder.id, or_(Claim.created_at >= cutoff, Claim.state.in_(OPEN)))
+    return select(Stakeholder.id).where(
+        or_(Stakeholder.suppression_reason.is_(None), Stakeholder.suppression_reason != ERASED),
+        Stakeholder.created_at < cutoff, ~recent_invitation, ~recent_claim)
+
+
+def _people(result: Purge, cutoff: datetime, batch: int) -> None:
+    if result.dry_run:
+        result.counts["people"] += db.session.scalar(
+            select(func.count()).select_from(inactive_people(cutoff).subquery()))
+        return
+    days = current_app.config["RETENTION_CONTACT_DAYS"]
+    while True:
+        ids = db.session.scalars(inactive_people(cutoff).order_by(Stakeholder.id).limit(batch)).all()
+        if not ids:
+            return
+        for person in db.session.scalars(select(Stakeholder).where(Stakeholder.id.in_(ids))):
+            erase_person(person, actor="retention", reason=f"no activity for {days} days")
+        result.counts["people"] += len(ids)
+        _done(result)

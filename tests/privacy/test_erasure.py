@@ -1,0 +1,114 @@
+"""``flask --app wsgi people erase EMAIL``: a person's data goes, the counts stay."""
+from __future__ import annotations
+
+from sqlalchemy import select, update
+
+from survey.audiences.models import Stakeholder
+from survey.audit.chain import verify
+from survey.audit.models import AuditEvent
+from survey.campaigns.models import Response
+from survey.claims.models import Claim, Evidence
+from survey.core.types import utcnow
+from survey.extensions import db
+from survey.mail.models import OutboxMessage
+from survey.reports.document import Selection, build
+from survey.reports.models import ReportSnapshot
+from survey.reports.publishing import publish
+from survey.respond.uploads import evidence_dir
+from tests.privacy.conftest import EMAIL, SECRETS, personal_needles, stored_text
+
+
+def _published(story, member):
+    snapshot = publish(member("chair"), Selection(campaign_id=story.campaign.id), "Impact 2026")
+    db.session.commit()
+    return snapshot.slug, bytes(snapshot.content)
+
+
+def test_erase_removes_the_person_and_keeps_the_counts(story, member, cli, client):
+    text_before = stored_text()
+    assert all(needle in text_before for needle in personal_needles())  # the scan does see them
+    assert (evidence_dir() / story.stored_file).exists()
+    slug, content = _published(story, member)
+    figures = build([story.campaign.id], ())
+    claim_state = story.claim.state
+    db.session.execute(update(OutboxMessage).where(OutboxMessage.invitation_id == story.invitation.id)
+                       .values(status="sent", sent_at=utcnow(),
+                               smtp_reply=f"550 5.1.1 <{EMAIL.upper()}>: Recipient address rejected"))
+
+    result = cli("people", "erase", EMAIL, "--yes")
+
+    assert result.exit_code == 0, result.output
+    assert f"Erased person {story.person.id}" in result.output
+    assert "drafts: 1" in result.output and "evidence files: 1" in result.output
+    assert EMAIL not in result.output
+    # Nothing stored names the person or says what they wrote, sent or named.
+    text_after = stored_text()
+    assert [needle for needle in personal_needles() if needle.lower() in text_after.lower()] == []
+    assert "550 5.1.1 <[email]>" in text_after  # the relay's reply stays, without the address
+    assert not (evidence_dir() / story.stored_file).exists()
+    assert db.session.scalars(select(Evidence).where(Evidence.claim_id == story.claim.id)).all() == []
+    assert db.session.scalar(select(Response).where(Response.submitted_at.is_(None))) is None
+    # Their links no longer open anything.
+    assert client.get(story.link).status_code == 404
+    # The counts stay: the published report byte for byte, the live figures, the claim's state.
+    snapshot = db.session.scalar(select(ReportSnapshot).where(ReportSnapshot.slug == slug))
+    assert bytes(snapshot.content) == content
+    assert build([story.campaign.id], ()) == figures
+    assert db.session.get(Claim, story.claim.id).state == claim_state
+    answers = db.session.scalar(select(Response.answers).where(Response.id == story.claim.response_id))
+    assert answers["activity"] == "employed_full_time" and answers["outcomes"] == ["new_job"]
+    checked = cli("reports", "verify", slug)
+    assert checked.exit_code == 0 and "OK" in checked.output, checked.output
+    # The audit chain still holds, and says an erasure happened without saying whose address.
+    assert verify().ok
+    event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "erasure"))
+    assert event.subject == f"person:{story.person.id}" and event.data["drafts"] == 1
+    # The stub is never emailed again.
+    person = db.session.get(Stakeholder, story.person.id)
+    assert person.suppression_reason == "erased" and person.suppressed_at is not None
+
+
+def test_erase_asks_first_and_a_no_changes_nothing(story, cli):
+    refused = cli("people", "erase", EMAIL, input="n\n")
+    assert refused.exit_code != 0
+    assert "Aborted" in refused.output
+    assert db.session.get(Stakeholder, story.person.id).email == EMAIL
+    accepted = cli("people", "erase", EMAIL, input="y\n")
+    assert accepted.exit_code == 0, accepted.output
+    assert db.session.get(Stakeholder, story.person.id).email != EMAIL
+
+
+def test_an_unknown_address_is_a_clear_error(app_ctx, cli):
+    result = cli("people", "erase", "nobody@example.org", "--yes")
+    assert result.exit_code == 1
+    assert "No one is held under 'nobody@example.org'" in result.output
+
+
+def test_erasing_twice_is_harmless(story, cli):
+    assert cli("people", "erase", f"  {EMAIL.upper()} ", "--yes").exit_code == 0  # case and spaces ignored
+    after_first = stored_text()
+    again = cli("people", "erase", EMAIL, "--yes")
+    assert again.exit_code == 1 and "already erased" in again.output
+    assert stored_text() == after_first
+    assert verify().ok
+
+
+def test_an_erased_person_is_no_longer_found_under_any_address(story, cli):
+    assert cli("people", "erase", EMAIL, "--yes").exit_code == 0
+    stub = db.session.get(Stakeholder, story.person.id).email
+    for address in (EMAIL, stub):
+        result = cli("people", "export", address)
+        assert result.exit_code == 1 and "No one is held" in result.output
+        assert SECRETS["draft"] not in result.output
+
+
+def test_queued_emails_to_the_person_are_cancelled(story, cli):
+    from survey.campaigns.models import Invitation
+
+    queued = db.session.scalars(select(OutboxMessage).join(Invitation, Invitation.id == OutboxMessage.invitation_id)
+                                .where(Invitation.stakeholder_id == story.person.id,
+                                       OutboxMessage.status == "queued")).all()
+    assert queued  # the campaigns were started in-process, nothing sent yet
+    assert cli("people", "erase", EMAIL, "--yes").exit_code == 0
+    statuses = {db.session.get(OutboxMessage, m.id).status for m in queued}
+    assert statuses == {"cancelled"}
