@@ -46,6 +46,18 @@ def broker_settings() -> dict:
     }
 
 
+def ratelimit_storage_uri() -> str:
+    """Rate-limit counters: the Redis the app already uses (shared by every web server),
+    else this process's memory, which is enough for the embedded one-machine default."""
+    explicit = os.environ.get("RATELIMIT_STORAGE_URI")
+    if explicit:
+        return explicit
+    for url in (os.environ.get("REDIS_URL"), os.environ.get("CELERY_BROKER_URL")):
+        if url and url.startswith(("redis://", "rediss://")):
+            return url
+    return "memory://"
+
+
 class Config:
     """Settings shared by every environment; values come from the environment."""
 
@@ -159,6 +171,26 @@ class Config:
     SESSION_COOKIE_SECURE = BASE_URL.startswith("https://")
     REMEMBER_COOKIE_SECURE = SESSION_COOKIE_SECURE
     WTF_CSRF_TIME_LIMIT = None  # a respondent may take hours over a survey
+
+    # --- Sessions, fresh logins and rate limits (issue 8) ---
+    #: Approving, rejecting, revoking and publishing need a login (or a password
+    #: confirmation) at most this many minutes old.
+    FRESH_LOGIN_MINUTES = float(os.environ.get("FRESH_LOGIN_MINUTES", "15"))
+    #: Where rate-limit counters live: Redis when the app has one (shared by every web
+    #: server), else this process's memory (the embedded single-machine default).
+    RATELIMIT_STORAGE_URI = ratelimit_storage_uri()
+    RATELIMIT_KEY_PREFIX = os.environ.get("RATELIMIT_KEY_PREFIX", "attest")
+    #: On unless set to 0; under TESTING off unless a test turns it on (tests/accounts).
+    RATELIMIT_ENABLED = _bool("RATELIMIT_ENABLED", True) if os.environ.get("RATELIMIT_ENABLED") else None
+    #: Failed password attempts (login, password confirmation, password change) per
+    #: client address, and per account whatever the address.
+    RATELIMIT_LOGIN_PER_ADDRESS = os.environ.get("RATELIMIT_LOGIN_PER_ADDRESS", "10/minute")
+    RATELIMIT_LOGIN_PER_ACCOUNT = os.environ.get("RATELIMIT_LOGIN_PER_ACCOUNT", "5/minute;20/hour")
+    #: Requests to the pages of survey, opt-out and evidence links, per client address.
+    RATELIMIT_SURVEY_LINKS = os.environ.get("RATELIMIT_SURVEY_LINKS", "60/minute")
+    #: How many reverse proxies in front of the app set X-Forwarded-For (werkzeug's
+    #: ProxyFix); 0 trusts no such header and uses the connection's address.
+    PROXY_FIX_X_FOR = int(os.environ.get("PROXY_FIX_X_FOR", "0"))
     MAX_CONTENT_LENGTH = int(os.environ.get("MAX_CONTENT_LENGTH", str(20 * 1024 * 1024)))
     #: Evidence files: where they are kept (outside the web root) and how large one may be.
     EVIDENCE_DIR = os.environ.get("EVIDENCE_DIR") or str(INSTANCE_DIR / "evidence")

@@ -1,5 +1,7 @@
 """Flask extensions, created unbound and initialised in the app factory."""
 from flask_babel import Babel
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_smorest import Api
@@ -28,3 +30,7 @@ login_manager = LoginManager()
 csrf = CSRFProtect()
 babel = Babel()
 api = Api()
+#: Rate limits (survey.accounts.ratelimits): no default limit; the login and survey-link
+#: buckets are named where they apply. Keyed by the connection's address, which is the
+#: client's only behind a configured ProxyFix (PROXY_FIX_X_FOR).
+limiter = Limiter(key_func=get_remote_address)

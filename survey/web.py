@@ -1,15 +1,19 @@
 """Application-wide web behaviour: error pages, security headers, language switch."""
 from __future__ import annotations
 
-from flask import Flask, jsonify, redirect, render_template, request, session, url_for
+import time
+
+from flask import Flask, jsonify, make_response, redirect, render_template, request, session, url_for
 from flask.json.provider import DefaultJSONProvider
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel.speaklater import LazyString
+from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from survey.core.errors import ServiceError
+from survey.extensions import limiter
 
 #: Stored codes → words people read (statuses, kinds, privacy modes).
 LABELS = {
@@ -86,7 +90,10 @@ def _summarise(messages) -> str | None:
 
 
 def register_web(app: Flask) -> None:
+    from survey.accounts.ratelimits import init_rate_limits
+
     app.json = JSONProvider(app)
+    init_rate_limits(app)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
@@ -103,6 +110,20 @@ def register_web(app: Flask) -> None:
             return response
         return render_template("errors/error.html", code=exc.code, title=exc.name,
                                message=exc.description), exc.code
+
+    @app.errorhandler(RateLimitExceeded)
+    def too_many_requests(exc: RateLimitExceeded):
+        """429: what to do and when (Retry-After), as a page or as the API's JSON error."""
+        current = limiter.current_limit
+        wait = max(1, int(current.reset_at - time.time())) if current else 60
+        if _wants_json():
+            response = jsonify(code=429, status="Too Many Requests", message=str(exc.description), errors={})
+        else:
+            response = make_response(render_template("errors/error.html", code=429, title=_("Too many requests"),
+                                                     message=exc.description))
+        response.status_code = 429
+        response.headers["Retry-After"] = str(wait)
+        return response
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError):

@@ -1,4 +1,4 @@
-"""``flask --app wsgi users create`` and ``flask --app wsgi api-keys create``."""
+"""``flask --app wsgi users create|set-password`` and ``flask --app wsgi api-keys create``."""
 from __future__ import annotations
 
 import sys
@@ -22,16 +22,41 @@ def create_user_command(email: str, role: str, name: str) -> None:
     """Create a user; the password is asked for, or read from standard input."""
     from survey.accounts.services import create_user
 
-    if sys.stdin.isatty():
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    else:
-        password = sys.stdin.readline().rstrip("\r\n")
+    password = _read_password()
     try:
         user = create_user(email, password, role, name=name)
     except ServiceError as exc:
         raise click.ClickException(str(exc)) from exc  # the English text
     db.session.commit()
     click.echo(f"Created {user.role} {user.email}")
+
+
+@users_cli.command("set-password")
+@click.argument("email")
+def set_password_command(email: str) -> None:
+    """Give a user a new password (asked for, or read from standard input) under the
+    password policy; every session of that user ends."""
+    from sqlalchemy import select
+
+    from survey.accounts.models import User
+    from survey.accounts.services import normalise_email, set_password
+
+    user = db.session.scalar(select(User).where(User.email == normalise_email(email)))
+    if user is None:
+        raise click.ClickException(f"No user has the email {normalise_email(email)}.")
+    password = _read_password()
+    try:
+        set_password(user, password)
+    except ServiceError as exc:
+        raise click.ClickException(str(exc)) from exc  # the English text
+    db.session.commit()
+    click.echo(f"New password set for {user.email}; their sessions are logged out.")
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return sys.stdin.readline().rstrip("\r\n")
 
 
 @api_keys_cli.command("create")

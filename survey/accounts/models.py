@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+import secrets
 from datetime import datetime
 
 from flask_login import UserMixin
@@ -26,6 +27,10 @@ class Role(str, enum.Enum):
 ROLE_VALUES = tuple(r.value for r in Role)
 
 
+def new_session_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
 class User(UserMixin, db.Model):
     __tablename__ = "users"
     __table_args__ = (
@@ -43,10 +48,22 @@ class User(UserMixin, db.Model):
     #: facts the reviewer-exclusion rules compare with a claimant's (e.g. cohort, team)
     attributes: Mapped[dict] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: a random value inside every session cookie of this user (``get_id``); replaced on
+    #: logout and on a password change, which ends every session that holds the old one
+    session_token: Mapped[str] = mapped_column(String(64), default=new_session_token)
 
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive users
         return self.active
+
+    def get_id(self) -> str:
+        """Flask-Login's "alternative token": the id and the session token, so a session
+        whose token has since been replaced no longer loads its user (accounts.access)."""
+        return f"{self.id}:{self.session_token}"
+
+    def end_sessions(self) -> None:
+        """Every session of this user stops working (the caller logs this one in again if needed)."""
+        self.session_token = new_session_token()
 
     def has_role(self, *roles: str) -> bool:
         return self.role in roles

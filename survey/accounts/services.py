@@ -7,6 +7,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from survey.accounts.models import ROLE_VALUES, ApiKey, User
+from survey.accounts.passwords import MIN_PASSWORD_LENGTH, check_password_policy  # noqa: F401  (re-exported)
 from survey.core.errors import ValidationFailed
 from survey.core.tokens import hash_token, new_token
 from survey.core.types import utcnow
@@ -17,16 +18,10 @@ from survey.extensions import db
 _hasher = PasswordHasher()
 #: verified against when the email is unknown, so both paths take the same time
 _DUMMY_HASH = _hasher.hash("not a real password, only for timing")
-MIN_PASSWORD_LENGTH = 12
 
 
 def normalise_email(email: str) -> str:
     return email.strip().lower()
-
-
-def check_password_policy(password: str) -> None:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise ValidationFailed(_l("A password needs at least %(num)d characters.", num=MIN_PASSWORD_LENGTH))
 
 
 def create_user(email: str, password: str, role: str, name: str = "") -> User:
@@ -36,7 +31,7 @@ def create_user(email: str, password: str, role: str, name: str = "") -> User:
                                   role=role, roles=", ".join(ROLE_VALUES)))
     if "@" not in email:
         raise ValidationFailed(_l("“%(email)s” is not an email address.", email=email))
-    check_password_policy(password)
+    check_password_policy(password, email)
     if db.session.scalar(select(User.id).where(User.email == email)) is not None:
         raise ValidationFailed(_l("A user with the email %(email)s already exists.", email=email))
     user = User(email=email, name=name, role=role, password_hash=_hasher.hash(password))
@@ -57,6 +52,37 @@ def authenticate(email: str, password: str) -> User | None:
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
     return user
+
+
+def verify_password(user: User, password: str) -> bool:
+    """Whether ``password`` is this user's; rehashes an outdated hash (the caller commits)."""
+    try:
+        _hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+    return True
+
+
+def set_password(user: User, password: str) -> None:
+    """A new password under the policy; every session of the user ends (``User.end_sessions``)."""
+    check_password_policy(password, user.email)
+    user.password_hash = _hasher.hash(password)
+    user.end_sessions()
+
+
+def change_password(user: User, current: str, new: str) -> None:
+    """The user's own change: the current password first, then the policy."""
+    if not verify_password(user, current):
+        raise ValidationFailed(_l("This is not your current password."), field="current_password")
+    if new == current:
+        raise ValidationFailed(_l("The new password is the same as the current one."), field="new_password")
+    try:
+        set_password(user, new)
+    except ValidationFailed as exc:
+        exc.details.setdefault("field", "new_password")
+        raise
 
 
 API_KEY_PREFIX = "att_"

@@ -22,8 +22,10 @@ def _flash_errors(html: str) -> list[str]:
 
 
 def _logged_in_user_id(client):
+    """The user id of the session (Flask-Login keeps "<id>:<session token>", User.get_id)."""
     with client.session_transaction() as session:
-        return session.get("_user_id")
+        value = session.get("_user_id")
+    return value.partition(":")[0] if value else None
 
 
 def _post_login(client, email, password, path="/login"):
