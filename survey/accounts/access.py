@@ -1,10 +1,6 @@
-"""Who may see which staff page: one decorator, used by every staff view."""
+"""Loading the logged-in user. Who may do what is survey.core.authorisation's business
+(its policy table and its ``allowed`` decorator, used by every staff view)."""
 from __future__ import annotations
-
-from functools import wraps
-
-from flask import abort
-from flask_login import current_user, login_required
 
 from survey.extensions import db, login_manager
 
@@ -24,19 +20,3 @@ def _load_user(user_id: str):
     if user is None or not user.active or not hmac.compare_digest(user.session_token, token):
         return None
     return user
-
-
-def role_required(*roles: str):
-    """Login required, and the user's role must be one of ``roles`` (else 403)."""
-
-    def decorator(view):
-        @wraps(view)
-        @login_required
-        def wrapped(*args, **kwargs):
-            if not current_user.has_role(*roles):
-                abort(403)
-            return view(*args, **kwargs)
-
-        return wrapped
-
-    return decorator

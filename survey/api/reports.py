@@ -5,7 +5,7 @@ from flask import Response, g
 from flask_smorest import Blueprint, abort
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from survey.api.auth import api_key_required
+from survey.api.auth import api_allowed
 from survey.api.openapi import NO_CAMPAIGN, SECURITY, errors
 from survey.audit.chain import record
 from survey.campaigns.models import Campaign
@@ -84,7 +84,7 @@ FIGURES = "The figures: JSON, or with format=csv a spreadsheet-safe CSV."
 
 
 @reports.route("/impact", methods=["GET"])
-@api_key_required
+@api_allowed("export", "report")
 @reports.doc(security=SECURITY, operationId="getImpactReport")
 @reports.arguments(ImpactArgs, location="query")
 @reports.alt_response(200, schema=ImpactOut, success=True, description=FIGURES)

@@ -8,7 +8,7 @@ from marshmallow import missing
 from sqlalchemy import inspect, select
 from webargs.flaskparser import FlaskParser, is_json_request
 
-from survey.api.auth import api_key_required
+from survey.api.auth import api_allowed
 from survey.api.openapi import NO_CAMPAIGN, NOT_JSON, SECURITY, errors, links
 from survey.api.pages import campaigns_page, people_page
 from survey.api.schemas import (
@@ -44,8 +44,8 @@ from survey.questionnaires.services import add_questionnaire, parse_definition
 MAX_CSV_BYTES = 50 * 1024 * 1024
 NUL_REFUSED = "Text cannot hold the NUL character (\\u0000)."
 
-# ``@api_key_required`` sits right under ``route``: the key is checked before the body or
-# query is parsed, so a caller without a key gets 401, never a validation message.
+# ``@api_allowed`` sits right under ``route``: the key is checked before the body or
+# query is parsed, so a caller without a key gets 401 (403 outside its scope), never a validation message.
 
 questionnaires = Blueprint("api_questionnaires", __name__, url_prefix="/api/v1/questionnaires",
                            description="Questionnaire definitions and their versions")
@@ -140,7 +140,7 @@ def _settings(data: dict) -> dict:
 # ----------------------------------------------------------------- questionnaires
 
 @questionnaires.route("", methods=["GET"])
-@api_key_required
+@api_allowed("read", "questionnaire")
 @questionnaires.doc(security=SECURITY, operationId="listQuestionnaires")
 @questionnaires.response(200, QuestionnaireOut(many=True))
 @errors(questionnaires, {})
@@ -150,7 +150,7 @@ def list_questionnaires():
 
 
 @questionnaires.route("", methods=["POST"])
-@api_key_required
+@api_allowed("write", "questionnaire")
 @questionnaires.doc(
     security=SECURITY, operationId="addQuestionnaire",
     requestBody={"required": True, "content": {
@@ -197,7 +197,7 @@ def _preview(definition: dict) -> dict:
 
 
 @questionnaires.route("/<int:questionnaire_id>", methods=["GET"])
-@api_key_required
+@api_allowed("read", "questionnaire")
 @questionnaires.doc(security=SECURITY, operationId="getQuestionnaire")
 @questionnaires.response(200, QuestionnaireDetailOut)
 @errors(questionnaires, {404: "No such questionnaire."})
@@ -209,7 +209,7 @@ def get_questionnaire(questionnaire_id: int):
 # ---------------------------------------------------------------------- audiences
 
 @audiences.route("", methods=["GET"])
-@api_key_required
+@api_allowed("read", "audience")
 @audiences.doc(security=SECURITY, operationId="listPeople")
 @audiences.arguments(PeopleArgs, location="query")
 @audiences.response(200, PeoplePageOut)
@@ -224,7 +224,7 @@ def list_people(args):
 
 
 @audiences.route("/import", methods=["POST"])
-@api_key_required
+@api_allowed("import", "audience")
 @audiences.doc(security=SECURITY, operationId="importAudience",
                requestBody={"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}})
 @audiences.arguments(KindArgs, location="query")
@@ -248,7 +248,7 @@ def import_audience_csv(args):
 # ---------------------------------------------------------------------- campaigns
 
 @campaigns.route("", methods=["GET"])
-@api_key_required
+@api_allowed("read", "campaign")
 @campaigns.doc(security=SECURITY, operationId="listCampaigns")
 @campaigns.arguments(CampaignsArgs, location="query")
 @campaigns.response(200, CampaignsPageOut)
@@ -262,7 +262,7 @@ def list_campaigns(args):
 
 
 @campaigns.route("", methods=["POST"])
-@api_key_required
+@api_allowed("write", "campaign")
 @campaigns.doc(security=SECURITY, operationId="createCampaign", responses={201: {"links": CAMPAIGN_LINKS}})
 @campaigns.arguments(CampaignIn, example=CAMPAIGN_EXAMPLE)
 @campaigns.response(201, CampaignOut)
@@ -278,7 +278,7 @@ def create_campaign(data):
 # two rules, werkzeug would answer a PATCH with 405, having matched the GET rule's path).
 @campaigns.route("/<int:campaign_id>")
 class CampaignById(MethodView):
-    @api_key_required
+    @api_allowed("read", "campaign")
     @campaigns.doc(security=SECURITY, operationId="getCampaign")
     @campaigns.response(200, CampaignOut)
     @errors(campaigns, {404: NO_CAMPAIGN})
@@ -287,7 +287,7 @@ class CampaignById(MethodView):
         campaign = _campaign_or_404(campaign_id)
         return _campaign_out(campaign)
 
-    @api_key_required
+    @api_allowed("write", "campaign")
     @campaigns.doc(security=SECURITY, operationId="updateCampaign", responses={200: {"links": CAMPAIGN_LINKS}})
     @campaigns.arguments(CampaignPatchIn, example={"name": "Alumni 2024, seven months on", "reminders": ["P4D"]},
                          description="Only the settings to change. An audience is replaced as a whole "
@@ -305,7 +305,7 @@ class CampaignById(MethodView):
 
 
 @campaigns.route("/<int:campaign_id>/recipients", methods=["GET"])
-@api_key_required
+@api_allowed("read", "campaign")
 @campaigns.doc(security=SECURITY, operationId="listRecipients")
 @campaigns.arguments(RecipientsArgs, location="query")
 @campaigns.response(200, RecipientsPageOut)
@@ -322,7 +322,7 @@ def list_recipients(args, campaign_id: int):
 
 
 @campaigns.route("/<int:campaign_id>/funnel", methods=["GET"])
-@api_key_required
+@api_allowed("read", "campaign")
 @campaigns.doc(security=SECURITY, operationId="getCampaignFunnel")
 @campaigns.response(200, FunnelOut)
 @errors(campaigns, {404: NO_CAMPAIGN})
@@ -334,7 +334,7 @@ def campaign_funnel(campaign_id: int):
 
 
 @campaigns.route("/<int:campaign_id>/schedule", methods=["POST"])
-@api_key_required
+@api_allowed("schedule", "campaign")
 @campaigns.doc(security=SECURITY, operationId="scheduleCampaign", responses={200: {"links": CAMPAIGN_LINKS}})
 @campaigns.response(200, CampaignOut)
 @errors(campaigns, {404: NO_CAMPAIGN, 409: "The campaign is not a draft.",
@@ -348,7 +348,7 @@ def schedule_campaign(campaign_id: int):
 
 
 @campaigns.route("/<int:campaign_id>/unschedule", methods=["POST"])
-@api_key_required
+@api_allowed("schedule", "campaign")
 @campaigns.doc(security=SECURITY, operationId="unscheduleCampaign", responses={200: {"links": CAMPAIGN_LINKS}})
 @campaigns.response(200, CampaignOut)
 @errors(campaigns, {404: NO_CAMPAIGN, 409: "The campaign is not scheduled (a draft, or already sending)."})

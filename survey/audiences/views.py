@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from wtforms import RadioField
 from wtforms.fields.choices import SelectChoice
 
-from survey.accounts.access import role_required
+from survey.core.authorisation import allowed
 from survey.audiences.models import Stakeholder
 from survey.audiences.services import import_audience
 from survey.core.pagination import paginate
@@ -28,7 +28,7 @@ class ImportForm(FlaskForm):
 
 
 @bp.route("/", methods=["GET", "POST"])
-@role_required("admin")
+@allowed("import", "audience")
 def index():
     form = ImportForm()
     report = None

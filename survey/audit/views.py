@@ -10,7 +10,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
-from survey.accounts.access import role_required
+from survey.core.authorisation import allowed
 from survey.accounts.models import User
 from survey.audit.chain import verify
 from survey.audit.models import AuditEvent
@@ -41,7 +41,7 @@ def explain(problem: str) -> str:
 
 
 @bp.route("/")
-@role_required("auditor", "chair")
+@allowed("read", "audit")
 def trail():
     # First: verifying reads the whole chain and expires what the session holds.
     verification = verify()

@@ -19,7 +19,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
-from survey.accounts.access import role_required
+from survey.core.authorisation import allowed
 from survey.audiences.models import Stakeholder
 from survey.campaigns import services
 from survey.campaigns.forms import AudienceForm, BasicsForm, TimingForm
@@ -44,7 +44,7 @@ PAGE_SIZE = 50
 
 
 @bp.route("/")
-@role_required("admin")
+@allowed("read", "campaign")
 def index():
     status = request.args.get("status", "")
     status = status if status in TRANSITIONS else ""
@@ -89,13 +89,13 @@ def _draft(campaign_id: int):
 
 
 @bp.route("/new", methods=["GET", "POST"])
-@role_required("admin")
+@allowed("write", "campaign")
 def new():
     return _basics(None)
 
 
 @bp.route("/<int:campaign_id>/edit", methods=["GET", "POST"])
-@role_required("admin")
+@allowed("write", "campaign")
 def edit(campaign_id: int):
     campaign, refused = _draft(campaign_id)
     return refused or _basics(campaign)
@@ -124,7 +124,7 @@ def _basics(campaign: Campaign | None):
 
 
 @bp.route("/<int:campaign_id>/audience", methods=["GET", "POST"])
-@role_required("admin")
+@allowed("write", "campaign")
 def audience(campaign_id: int):
     campaign, refused = _draft(campaign_id)
     if refused:
@@ -160,7 +160,7 @@ def _attribute_examples(kind: str, sample: int = 500, per_attribute: int = 5) ->
 
 
 @bp.route("/<int:campaign_id>/timing", methods=["GET", "POST"])
-@role_required("admin")
+@allowed("write", "campaign")
 def timing(campaign_id: int):
     campaign, refused = _draft(campaign_id)
     if refused:
@@ -190,7 +190,7 @@ def timing(campaign_id: int):
 
 
 @bp.route("/<int:campaign_id>")
-@role_required("admin")
+@allowed("read", "campaign")
 def detail(campaign_id: int):
     campaign = db.get_or_404(Campaign, campaign_id)
     status = request.args.get("status", "")
@@ -215,7 +215,7 @@ def detail(campaign_id: int):
 
 
 @bp.route("/<int:campaign_id>/progress")
-@role_required("admin")
+@allowed("read", "campaign")
 def progress(campaign_id: int):
     """The campaign's progress as JSON: what the campaign page's script polls for while
     invitations go out (the same figures as the page's "Progress")."""
@@ -226,7 +226,7 @@ def progress(campaign_id: int):
 
 
 @bp.route("/<int:campaign_id>/schedule", methods=["POST"])
-@role_required("admin")
+@allowed("schedule", "campaign")
 def schedule(campaign_id: int):
     campaign = db.get_or_404(Campaign, campaign_id)
     services.schedule_campaign(campaign)
@@ -236,7 +236,7 @@ def schedule(campaign_id: int):
 
 
 @bp.route("/<int:campaign_id>/unschedule", methods=["POST"])
-@role_required("admin")
+@allowed("schedule", "campaign")
 def unschedule(campaign_id: int):
     campaign = db.get_or_404(Campaign, campaign_id)
     services.unschedule_campaign(campaign)

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import and_, func, select
+from sqlalchemy import func, select
 
 from survey.accounts.models import User
 from survey.audiences.models import Stakeholder
@@ -414,12 +414,9 @@ def find_claim_by_token(token: str) -> Claim | None:
 
 
 def may_see_claim(user: User, claim: Claim) -> bool:
-    """The one rule for reading a claim: chair and auditor see all; a member sees the
-    claims assigned to them (even after voting), never one they declared a conflict on."""
-    if user.role in ("chair", "auditor"):
-        return True
-    if user.role != REVIEWER_ROLE:
-        return False
-    return db.session.scalar(select(Review.id).where(
-        and_(Review.claim_id == claim.id, Review.reviewer_id == user.id, Review.conflict_declared_at.is_(None))
-    ).limit(1)) is not None
+    """Whether ``user`` may read ``claim``: the rule is survey.core.authorisation's
+    (chair and auditor see all; a member sees the claims assigned to them, even after
+    voting, never one they declared a conflict on)."""
+    from survey.core.authorisation import can
+
+    return can(user, "view", claim)

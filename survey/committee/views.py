@@ -17,7 +17,7 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload, selectinload
 
-from survey.accounts.access import role_required
+from survey.accounts.freshness import fresh_login_required
 from survey.accounts.models import User
 from survey.campaigns.models import Campaign
 from survey.campaigns.recipients import page_links
@@ -35,6 +35,7 @@ from survey.committee.lists import (
     filter_options,
     queue_page,
 )
+from survey.core.authorisation import allowed, can, require
 from survey.core.errors import ServiceError
 from survey.extensions import db
 from survey.respond.uploads import evidence_dir
@@ -44,8 +45,6 @@ from workflows.claims import OPEN
 bp = Blueprint("committee", __name__, template_folder="templates", static_folder="static",
                url_prefix="/committee")
 
-#: who may open a committee page at all; which claims each may read is may_see_claim's business
-STAFF = ("committee", "chair", "auditor")
 #: the only evidence types shown in the page; anything else is always a download
 INLINE_TYPES = frozenset({"application/pdf", "image/png", "image/jpeg"})
 #: an evidence file is data, never a page: no scripts, no styles, sandboxed
@@ -62,11 +61,10 @@ STORED_NAME = re.compile(r"[0-9a-f]{16,64}")
 CLAIM_FILTER_STATES = CLAIM_STATES + (AWAITING_CHAIR,)
 
 
-def _visible_claim(claim_id: int) -> Claim:
-    claim = db.session.get(Claim, claim_id)
-    if claim is None or not services.may_see_claim(current_user, claim):
-        abort(404)
-    return claim
+def _visible_claim(claim_id: int, action: str = "view") -> Claim:
+    """The claim, if the user may do ``action`` on it (else 404, as if it did not exist)."""
+    claim = require("view", db.session.get(Claim, claim_id))
+    return require(action, claim) if action != "view" else claim
 
 
 def _own_review(claim: Claim) -> Review:
@@ -81,7 +79,7 @@ def _own_review(claim: Claim) -> Review:
 # ---------------------------------------------------------------------- lists
 
 @bp.route("/")
-@role_required(*STAFF)
+@allowed("queue", "claim")
 def queue():
     if current_user.role != "committee":
         return redirect(url_for("committee.claims"))
@@ -105,14 +103,15 @@ def _render_claims(filters: Filters, form: BulkDecideForm | None, status: int = 
 
 
 @bp.route("/claims")
-@role_required("chair", "auditor")
+@allowed("list", "claim")
 def claims():
     filters = Filters.from_args(request.args, CLAIM_FILTER_STATES)
-    return _render_claims(filters, BulkDecideForm(formdata=None) if current_user.role == "chair" else None)
+    return _render_claims(filters, BulkDecideForm(formdata=None) if can(current_user, "decide", "claim") else None)
 
 
 @bp.route("/claims/bulk", methods=["POST"])
-@role_required("chair")
+@allowed("decide", "claim")
+@fresh_login_required(back=lambda: url_for("committee.claims"))
 def bulk_decide():
     filters = Filters.from_args(request.form, CLAIM_FILTER_STATES)
     form = BulkDecideForm()
@@ -141,20 +140,18 @@ def _label(code: str) -> str:
 
 def _forms(claim: Claim, own: Review | None) -> dict:
     """The forms this user may use on this claim now (None: not shown)."""
-    role = current_user.role
     forms = dict.fromkeys(("vote", "conflict", "decide", "revoke", "reassign"))
-    if role == "committee" and own is not None:
-        if claim.state == "in_review" and own.verdict is None:
+    if own is not None:
+        if claim.state == "in_review" and own.verdict is None and can(current_user, "vote", claim):
             forms["vote"] = VoteForm(prefix="vote", formdata=None)
-        if claim.state in OPEN:
+        if claim.state in OPEN and can(current_user, "declare_conflict", claim):
             forms["conflict"] = ConflictForm(prefix="conflict", formdata=None)
-    if role == "chair":
-        if claim.state == "in_review":
-            forms["decide"] = DecideForm(prefix="decide", formdata=None)
-        if claim.state == "proven":
-            forms["revoke"] = RevokeForm(prefix="revoke", formdata=None)
-        if claim.state in OPEN:
-            forms["reassign"] = _reassign_form(claim, formdata=None)
+    if claim.state == "in_review" and can(current_user, "decide", claim):
+        forms["decide"] = DecideForm(prefix="decide", formdata=None)
+    if claim.state == "proven" and can(current_user, "revoke", claim):
+        forms["revoke"] = RevokeForm(prefix="revoke", formdata=None)
+    if claim.state in OPEN and can(current_user, "reassign", claim):
+        forms["reassign"] = _reassign_form(claim, formdata=None)
     return forms
 
 
@@ -195,7 +192,7 @@ def _render_claim(claim: Claim, posted: tuple[str, object] | None = None, status
 
 
 @bp.route("/claims/<int:claim_id>")
-@role_required(*STAFF)
+@allowed("view", "claim")
 def claim(claim_id: int):
     return _render_claim(_visible_claim(claim_id))
 
@@ -205,9 +202,10 @@ def _back(claim: Claim):
 
 
 @bp.route("/claims/<int:claim_id>/vote", methods=["POST"])
-@role_required("committee")
+@allowed("vote", "claim")
+@fresh_login_required(back=lambda claim_id: url_for("committee.claim", claim_id=claim_id))
 def vote(claim_id: int):
-    claim = _visible_claim(claim_id)
+    claim = _visible_claim(claim_id, "vote")
     review = _own_review(claim)
     form = VoteForm(prefix="vote")
     if form.validate_on_submit():
@@ -226,9 +224,9 @@ def vote(claim_id: int):
 
 
 @bp.route("/claims/<int:claim_id>/conflict", methods=["POST"])
-@role_required("committee")
+@allowed("declare_conflict", "claim")
 def declare_conflict(claim_id: int):
-    claim = _visible_claim(claim_id)
+    claim = _visible_claim(claim_id, "declare_conflict")
     review = _own_review(claim)
     form = ConflictForm(prefix="conflict")
     if form.validate_on_submit():
@@ -245,7 +243,8 @@ def declare_conflict(claim_id: int):
 
 
 @bp.route("/claims/<int:claim_id>/decide", methods=["POST"])
-@role_required("chair")
+@allowed("decide", "claim")
+@fresh_login_required(back=lambda claim_id: url_for("committee.claim", claim_id=claim_id))
 def decide(claim_id: int):
     claim = _visible_claim(claim_id)
     form = DecideForm(prefix="decide")
@@ -262,7 +261,8 @@ def decide(claim_id: int):
 
 
 @bp.route("/claims/<int:claim_id>/revoke", methods=["POST"])
-@role_required("chair")
+@allowed("revoke", "claim")
+@fresh_login_required(back=lambda claim_id: url_for("committee.claim", claim_id=claim_id))
 def revoke(claim_id: int):
     claim = _visible_claim(claim_id)
     form = RevokeForm(prefix="revoke")
@@ -279,7 +279,7 @@ def revoke(claim_id: int):
 
 
 @bp.route("/claims/<int:claim_id>/reassign", methods=["POST"])
-@role_required("chair")
+@allowed("reassign", "claim")
 def reassign(claim_id: int):
     claim = _visible_claim(claim_id)
     form = _reassign_form(claim)
@@ -301,12 +301,12 @@ def reassign(claim_id: int):
 # ---------------------------------------------------------------------- evidence
 
 @bp.route("/evidence/<int:evidence_id>")
-@role_required(*STAFF)
+@allowed("download", "evidence")
 def evidence(evidence_id: int):
     """An evidence file, as a download (or shown in the page for PDF, PNG and JPEG);
     every download is in the audit trail."""
     item = db.session.get(Evidence, evidence_id)
-    if item is None or item.kind != "file" or not services.may_see_claim(current_user, item.claim):
+    if require("download", item).kind != "file":
         abort(404)
     if not STORED_NAME.fullmatch(item.stored_as or ""):
         abort(404)

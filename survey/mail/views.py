@@ -8,7 +8,7 @@ from pathlib import Path
 
 from flask import Blueprint, abort, current_app, render_template
 
-from survey.accounts.access import role_required
+from survey.core.authorisation import allowed
 
 bp = Blueprint("mail", __name__, template_folder="templates", url_prefix="/admin/mail")
 
@@ -25,7 +25,7 @@ def _parse(raw: bytes):
 
 
 @bp.route("/")
-@role_required("admin")
+@allowed("read", "mail")
 def caught():
     box = _maildir()
     messages = []
@@ -40,7 +40,7 @@ def caught():
 
 
 @bp.route("/<key>")
-@role_required("admin")
+@allowed("read", "mail")
 def show(key: str):
     box = _maildir()
     if box is None:

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from wtforms import HiddenField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
-from survey.accounts.access import role_required
+from survey.core.authorisation import allowed
 from survey.core.errors import ValidationFailed
 from survey.core.pagination import paginate
 from survey.extensions import db
@@ -48,7 +48,7 @@ def _list(form: UploadForm):
 
 
 @bp.route("/", methods=["GET", "POST"])
-@role_required("admin")
+@allowed("write", "questionnaire")
 def index():
     """The versions, and the upload form; an upload is previewed, not saved yet."""
     form = UploadForm()
@@ -74,7 +74,7 @@ def index():
 
 
 @bp.route("/save", methods=["POST"])
-@role_required("admin")
+@allowed("write", "questionnaire")
 def save():
     """Store the definition previewed (it comes back from the browser: checked again)."""
     form = SaveForm()
@@ -104,7 +104,7 @@ def _previews(definition: dict) -> dict:
 
 
 @bp.route("/<int:questionnaire_id>")
-@role_required("admin")
+@allowed("read", "questionnaire")
 def detail(questionnaire_id: int):
     questionnaire = db.get_or_404(Questionnaire, questionnaire_id)
     return render_template("questionnaires/detail.html", questionnaire=questionnaire,

@@ -6,13 +6,17 @@ import io
 from collections.abc import Iterator
 
 #: a cell starting with one of these is a formula to Excel, LibreOffice and Sheets
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
 def neutralise(value) -> str:
-    """The cell's text, with a leading apostrophe if a spreadsheet would run it."""
+    """The cell's text, with a leading apostrophe if a spreadsheet would run it (also
+    after leading spaces, which some spreadsheets skip). A number the report computed
+    (an eNPS of -20) stays a number."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
     text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    return "'" + text if text.lstrip(" ").startswith(FORMULA_STARTS) else text
 
 
 def _rate_row(section: str, item: str, rate: dict | None, prefix: str = "") -> list:

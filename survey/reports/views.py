@@ -15,7 +15,8 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, select
 
-from survey.accounts.access import role_required
+from survey.accounts.freshness import fresh_login_required
+from survey.core.authorisation import allowed, can
 from survey.audit.chain import record
 from survey.campaigns.models import Campaign
 from survey.claims.models import OUTCOME_TYPES
@@ -33,10 +34,6 @@ from survey.web import show_refusal
 bp = Blueprint("reports", __name__, template_folder="templates", static_folder="static",
                static_url_path="/reports/static")
 
-#: who reads the live report and the list of published ones
-READERS = ("admin", "chair", "auditor")
-#: who follows a published figure to the claims behind it
-TRACERS = ("chair", "auditor")
 #: the figures a trace can be asked for: a claim state, "claimed" (all), "pending"
 TRACE_STATES = ("claimed", "pending", "proven", "rejected", "inconclusive", "withdrawn", "revoked")
 PENDING = ("submitted", "in_review", "needs_evidence")
@@ -48,7 +45,7 @@ def _campaigns() -> list[Campaign]:
 
 
 @bp.route("/reports/")
-@role_required(*READERS)
+@allowed("read", "report")
 def index():
     """The live report of the chosen campaign or period (a GET form: bookmarkable)."""
     form = ReportForm(request.args, campaigns=_campaigns())
@@ -74,21 +71,22 @@ def _chosen_document() -> dict:
 
 
 @bp.route("/reports/report.pdf")
-@role_required(*READERS)
+@allowed("export", "report")
 def pdf():
     html = render_template("reports/print.html", document=_chosen_document(), title=_("Impact report"), meta=None)
     return _pdf_response(html, "impact-report.pdf")
 
 
 @bp.route("/reports/report.csv")
-@role_required(*READERS)
+@allowed("export", "report")
 def csv():
     return Response(document_csv(_chosen_document()), mimetype="text/csv",
                     headers={"Content-Disposition": 'attachment; filename="impact-report.csv"'})
 
 
 @bp.route("/reports/publish", methods=["GET", "POST"])
-@role_required("chair")
+@allowed("publish", "report")
+@fresh_login_required()
 def publish():
     """Publish the report of a campaign or a period; ``?replaces=<id>`` publishes a correction."""
     replaces = None
@@ -123,7 +121,7 @@ def publish():
 
 
 @bp.route("/reports/published")
-@role_required(*READERS)
+@allowed("read", "report")
 def published():
     snapshots = list(db.session.scalars(select(ReportSnapshot).order_by(ReportSnapshot.published_at.desc(),
                                                                        ReportSnapshot.id.desc())))
@@ -132,18 +130,18 @@ def published():
 
 
 @bp.route("/reports/published/<int:snapshot_id>")
-@role_required(*READERS)
+@allowed("read", "report")
 def snapshot(snapshot_id: int):
     """A published report for staff: the public page, with its trace links and samples."""
     snap = db.get_or_404(ReportSnapshot, snapshot_id)
-    may_trace = current_user.role in TRACERS
+    may_trace = can(current_user, "trace", snap)
     trace = ((lambda outcome, state: url_for("reports.trace", snapshot_id=snap.id, outcome=outcome, state=state))
              if may_trace else None)
     samples = list(db.session.scalars(select(AuditSample).where(AuditSample.snapshot_id == snap.id)
                                       .order_by(AuditSample.id)))
     return render_template("reports/snapshot.html", snapshot=snap, published=publishing.document_of(snap),
                            successor=publishing.successor_of(snap), trace=trace, samples=_with_rates(samples),
-                           sample_form=SampleForm() if current_user.role == "auditor" else None)
+                           sample_form=SampleForm() if can(current_user, "draw", "sample") else None)
 
 
 def _with_rates(samples: list[AuditSample]) -> list[tuple[AuditSample, object, int]]:
@@ -151,7 +149,7 @@ def _with_rates(samples: list[AuditSample]) -> list[tuple[AuditSample, object, i
 
 
 @bp.route("/reports/published/<int:snapshot_id>/trace")
-@role_required(*TRACERS)
+@allowed("trace", "report")
 def trace(snapshot_id: int):
     """The pseudonymised claims behind one figure of a snapshot, as they stood when published."""
     snap = db.get_or_404(ReportSnapshot, snapshot_id)
@@ -176,7 +174,7 @@ def trace(snapshot_id: int):
 
 
 @bp.route("/reports/published/<int:snapshot_id>/samples", methods=["POST"])
-@role_required("auditor")
+@allowed("draw", "sample")
 def draw(snapshot_id: int):
     snap = db.get_or_404(ReportSnapshot, snapshot_id)
     form = SampleForm()
@@ -196,17 +194,17 @@ def draw(snapshot_id: int):
 
 
 @bp.route("/reports/samples/<int:sample_id>")
-@role_required(*TRACERS)
+@allowed("read", "sample")
 def sample(sample_id: int):
     item = db.get_or_404(AuditSample, sample_id)
     rate, unchecked = sampling.confirmation(item)
     forms = {check.position: CheckForm(prefix=f"check{check.position}", verdict=check.verdict, note=check.note)
-             for check in item.checks} if current_user.role == "auditor" else {}
+             for check in item.checks} if can(current_user, "check", item) else {}
     return render_template("reports/sample.html", sample=item, rate=rate, unchecked=unchecked, forms=forms)
 
 
 @bp.route("/reports/samples/<int:sample_id>/checks/<int:position>", methods=["POST"])
-@role_required("auditor")
+@allowed("check", "sample")
 def check(sample_id: int, position: int):
     item = db.get_or_404(AuditSample, sample_id)
     check_row = db.session.scalar(select(SampleCheck).where(SampleCheck.sample_id == item.id,
