@@ -170,7 +170,7 @@ def _safe_id(prefix: str, key) -> str:
     """An id attribute from an arbitrary key: readable part plus a short hash (unique)."""
     text = str(key)
     readable = re.sub(r"[^A-Za-z0-9_-]+", "-", text)[:40]
-    return f"{prefix}-{readable}-{hashlib.sha1(text.encode()).hexdigest()[:6]}"
+    return f"{prefix}-{readable}-{hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:6]}"
 
 
 # -- outcome_bars --------------------------------------------------------------------------
