@@ -35,6 +35,10 @@ def create_app(overrides: dict | None = None) -> Flask:
     from survey.privacy.logs import keep_personal_data_out_of_logs
 
     keep_personal_data_out_of_logs(app)
+    from survey.accounts.services import hasher
+
+    with app.app_context():
+        hasher()  # argon2 parameters under ASVS's minimum stop the start, not a later login
     db.init_app(app)
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"), render_as_batch=True)
     login_manager.init_app(app)

@@ -2,12 +2,20 @@
 argon2id parameters and rehashing, and ``users set-password``."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from argon2 import PasswordHasher, Type
 from sqlalchemy import select, text
 
 from survey.extensions import db
 from tests.factories import PASSWORD, csrf_token
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _stored_hash(email: str) -> str:
@@ -105,34 +113,49 @@ def test_users_set_password_for_an_unknown_email_fails_clearly(app, app_ctx):
 
 # ----------------------------------------------------------------------- argon2id
 
-def test_argon2id_parameters_are_at_least_asvs(app_ctx):
+def test_argon2id_parameters_are_at_least_asvs():
+    """What config.py gives when the environment says nothing (the suite itself runs
+    cheaper parameters, which only TESTING allows)."""
     from argon2 import extract_parameters
 
-    from survey.accounts.services import _hasher
+    from survey.accounts.services import ASVS_MINIMUM, _hasher
 
-    stored = _hasher.hash("any password at all")
-    parameters = extract_parameters(stored)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("ARGON2_")}
+    defaults = json.loads(subprocess.run(
+        [sys.executable, "-c", "import json, config; c = config.Config; "
+         "print(json.dumps([c.ARGON2_TIME_COST, c.ARGON2_MEMORY_KIB, c.ARGON2_PARALLELISM]))"],
+        env=environment, capture_output=True, text=True, check=True, cwd=ROOT).stdout)
+    parameters = extract_parameters(_hasher(*defaults, weaker_allowed=False).hash("any password at all"))
     assert parameters.type is Type.ID
     # OWASP ASVS 5 / OWASP cheat sheet: argon2id, at least 19 MiB, t=2, p=1
-    assert parameters.memory_cost >= 19 * 1024 and parameters.time_cost >= 2 and parameters.parallelism >= 1
+    assert ASVS_MINIMUM == {"time_cost": 2, "memory_cost": 19 * 1024, "parallelism": 1}
+    assert (parameters.time_cost, parameters.memory_cost, parameters.parallelism) == (3, 64 * 1024, 4)
+
+
+def test_parameters_under_asvs_stop_the_app_from_starting():
+    from survey import create_app
+
+    with pytest.raises(RuntimeError, match="below OWASP ASVS"):
+        create_app({"TESTING": False, "RATELIMIT_ENABLED": False, "ARGON2_TIME_COST": 1,
+                    "ARGON2_MEMORY_KIB": 19 * 1024, "ARGON2_PARALLELISM": 1})
 
 
 def test_an_outdated_hash_is_replaced_at_the_next_login(create_user, browser):
     """When the parameters change, each user's hash is redone with them at their next login."""
     from argon2 import extract_parameters
 
-    from survey.accounts.services import _hasher
+    from survey.accounts.services import hasher
 
     user = create_user(role="admin", email="old@staff.example")
-    weaker = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+    other = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)  # not the configured ones
     with db.engine.begin() as conn:
         conn.execute(text("UPDATE users SET password_hash = :h WHERE email = :e"),
-                     {"h": weaker.hash(PASSWORD), "e": user.email})
+                     {"h": other.hash(PASSWORD), "e": user.email})
     assert extract_parameters(_stored_hash(user.email)).memory_cost == 19 * 1024
 
     browser(user)  # logs in with the password (asserts success)
 
     rehashed = _stored_hash(user.email)
-    assert extract_parameters(rehashed) == extract_parameters(_hasher.hash("x"))
-    assert not _hasher.check_needs_rehash(rehashed)
+    assert extract_parameters(rehashed) == extract_parameters(hasher().hash("x"))
+    assert not hasher().check_needs_rehash(rehashed)
     assert browser(user)  # and the new hash still opens the account
