@@ -173,8 +173,8 @@ class Config:
     WTF_CSRF_TIME_LIMIT = None  # a respondent may take hours over a survey
 
     #: argon2id parameters of password hashes: argon2-cffi's defaults (RFC 9106's low-memory
-    #: profile), above OWASP ASVS's minimum (t=2, 19 MiB, p=1), which the app refuses to go
-    #: under outside its test suite. Changed, each password is rehashed at its next login.
+    #: profile), above OWASP ASVS's minimum (t=2, 19 MiB, p=1), under which the app refuses to
+    #: start. Changed, each password is rehashed at its owner's next login.
     ARGON2_TIME_COST = int(os.environ.get("ARGON2_TIME_COST", "3"))
     ARGON2_MEMORY_KIB = int(os.environ.get("ARGON2_MEMORY_KIB", "65536"))
     ARGON2_PARALLELISM = int(os.environ.get("ARGON2_PARALLELISM", "4"))

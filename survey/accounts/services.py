@@ -26,15 +26,13 @@ def hasher() -> PasswordHasher:
     from flask import current_app
 
     config = current_app.config
-    return _hasher(config["ARGON2_TIME_COST"], config["ARGON2_MEMORY_KIB"], config["ARGON2_PARALLELISM"],
-                   weaker_allowed=current_app.testing)
+    return _hasher(config["ARGON2_TIME_COST"], config["ARGON2_MEMORY_KIB"], config["ARGON2_PARALLELISM"])
 
 
 @lru_cache(maxsize=4)
-def _hasher(time_cost: int, memory_cost: int, parallelism: int, *, weaker_allowed: bool) -> PasswordHasher:
+def _hasher(time_cost: int, memory_cost: int, parallelism: int) -> PasswordHasher:
     wanted = {"time_cost": time_cost, "memory_cost": memory_cost, "parallelism": parallelism}
-    if not weaker_allowed and any(wanted[name] < least for name, least in ASVS_MINIMUM.items()):
-        # only the test suite may save the time (each hash costs ~0.1 s by design)
+    if any(wanted[name] < least for name, least in ASVS_MINIMUM.items()):
         raise RuntimeError(f"ARGON2_* parameters {wanted} are below OWASP ASVS's minimum {ASVS_MINIMUM}")
     return PasswordHasher(**wanted)
 
