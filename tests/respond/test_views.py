@@ -254,6 +254,25 @@ def test_submit_once_then_409_and_answers_unchanged(client, invited):
     assert campaign_services.campaign_counts(campaign.id)["completed"] == 1
 
 
+def test_a_link_from_one_campaign_answers_that_campaign_only(client, alumni, create_stakeholder, monkeypatch):
+    """One person invited by two campaigns: each link is its own (never derived from the
+    person), and answering through one leaves the other campaign's link as it was."""
+    person = create_stakeholder(locale="en")
+    first = started_campaign(alumni, monkeypatch, name="Alumni 2025")
+    second = started_campaign(alumni, monkeypatch, name="Alumni 2026")
+    [mine] = invitations(first.id)
+    [other] = invitations(second.id)
+    assert mine.stakeholder_id == other.stakeholder_id == person.id
+    path, other_path = link_path(mine), link_path(other)
+    assert path != other_path and mine.token_hash != other.token_hash
+
+    token = _csrf(_open(client, path))
+    assert client.post(path, data={**COMPLETE, "csrf_token": token, "submit": "1"}, headers=EN).status_code == 200
+    assert [r.campaign_id for r in _responses(first.id)] == [first.id] and _responses(second.id) == []
+    assert _invitation(other.id).completed_at is None
+    assert 'name="submit"' in _open(client, other_path)  # still a survey to answer (a used link is 409)
+
+
 @pytest.mark.parametrize("token", [None, "", "forged"])
 def test_post_without_a_valid_csrf_token_is_400_and_stores_nothing(client, invited, token):
     campaign, invitation, path = invited()
