@@ -163,7 +163,12 @@ def register_web(app: Flask) -> None:
     @app.context_processor
     def template_helpers():
         from flask_babel import get_locale
+        from flask_login import current_user
 
-        return {"current_locale": str(get_locale()), "languages": app.config["LANGUAGES"]}
+        from survey.core.authorisation import can
+
+        return {"current_locale": str(get_locale()), "languages": app.config["LANGUAGES"],
+                # what a page offers follows the same table as what its views allow
+                "may": lambda action, obj: can(current_user, action, obj)}
 
     app.jinja_env.filters["label"] = lambda code: LABELS.get(code, code)

@@ -63,3 +63,21 @@ def test_a_mistyped_action_fails_loudly_not_silently():
         can(None, "veiw", "claim")
     with pytest.raises(UnknownAction):
         allowed("publish", "claims")
+
+
+@pytest.mark.parametrize("role, links", [
+    ("admin", {"Campaigns", "Questionnaires", "Audiences", "Caught emails", "Reports"}),
+    ("chair", {"Claims", "Reports", "Audit trail"}),
+    ("auditor", {"Claims", "Reports", "Audit trail"}),
+    ("committee", {"Review queue"}),
+])
+def test_the_menu_offers_what_the_table_allows_and_each_entry_opens(create_user, browser, role, links):
+    import re
+
+    client = browser(create_user(role=role))
+    page = client.get("/account/password").get_data(as_text=True)
+    nav = re.search(r'<nav aria-label="Main">(.*?)</nav>', page, re.S).group(1)
+    entries = dict((label, href) for href, label in re.findall(r'<a href="([^"]+)">([^<]+)</a>', nav))
+    assert set(entries) == links | {"Change password"}
+    for label, href in entries.items():
+        assert client.get(href, follow_redirects=True).status_code == 200, label
