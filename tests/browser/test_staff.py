@@ -56,7 +56,8 @@ def _pages(world) -> dict[str, list[str]]:
                   "/admin/questionnaires/", f"/admin/questionnaires/{questionnaire}", "/admin/audiences/",
                   "/admin/mail/", report, "/reports/published", f"/reports/published/{snapshot.id}"]
                  + ([f"/admin/mail/{outbox}"] if outbox else []),
-        "committee": ["/committee/", f"/committee/claims/{claim.id}"],
+        "committee": ["/committee/", f"/committee/claims/{claim.id}", "/account/password",
+                      f"/confirm-password?next=/committee/claims/{claim.id}"],
         "chair": ["/committee/claims", f"/committee/claims/{claim.id}", "/audit/", "/reports/publish", report,
                   f"/reports/published/{snapshot.id}",
                   f"/reports/published/{snapshot.id}/trace?state=proven"],
@@ -88,6 +89,15 @@ def test_forms_with_errors_are_accessible(world, open_page):
     submit(chair.get_by_role("button", name="Publish"))
     assert chair.locator(".error-summary").is_visible()
     assert_accessible(chair, "publish with errors")
+
+    member = open_page(world["users"]["committee"])
+    member.goto("/account/password")
+    member.get_by_label("Current password").fill("not the current one")
+    member.get_by_label("New password", exact=True).fill("a long new passphrase")
+    member.get_by_label("New password, again").fill("another long passphrase")
+    submit(member.get_by_role("button", name="Change password"))
+    assert member.locator(".error-summary, .error-message").first.is_visible()
+    assert_accessible(member, "change password with errors")
 
     anonymous = open_page()
     anonymous.goto("/login")
