@@ -37,13 +37,3 @@ def api_allowed(action: str, kind: str):
         return wrapped
 
     return decorator
-
-
-def api_key_required(view):
-    """A valid key, nothing more (kept for routes that only need to know who calls)."""
-    @wraps(view)
-    def wrapped(*args, **kwargs):
-        _authenticate()
-        return view(*args, **kwargs)
-
-    return wrapped
