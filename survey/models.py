@@ -7,3 +7,4 @@ from survey.claims.models import Claim, Conflict, Evidence, Review  # noqa: F401
 from survey.mail.models import OutboxMessage  # noqa: F401
 from survey.questionnaires.models import Questionnaire  # noqa: F401
 from survey.reports.models import AuditSample, ReportSnapshot, SampleCheck, SnapshotClaim  # noqa: F401
+from survey.privacy.models import ErasedAddress  # noqa: F401

@@ -42,7 +42,10 @@ from survey.core.errors import ValidationFailed
 from survey.core.i18n import LazyText
 from survey.core.types import UTCDateTime, utcnow
 from survey.extensions import db
+from survey.privacy.models import ErasedAddress, address_hash
 
+#: Why the row of a person erased at their request is left out.
+ERASED_AT_THEIR_REQUEST = _l("this person's data was erased at their request: they are not imported again")
 #: Rejected lines listed in a report; ``ImportReport.rejected_total`` counts them all.
 MAX_REPORTED_REJECTIONS = 1000
 #: Rows staged, then created, at a time.
@@ -109,10 +112,16 @@ def import_audience(source: bytes | BinaryIO, kind: str, *, progress: Progress |
     merge = _Merge(kind, utcnow(), last_id, locale=current_app.config["BABEL_DEFAULT_LOCALE"],
                    timezone=current_app.config["DEFAULT_TIMEZONE"])
     rejections = _Rejections()
+    # People erased at their request (``people erase``) stay out; usually there are none,
+    # and then no row pays for the check.
+    erased = set(db.session.scalars(select(ErasedAddress.address_hash)))
     with _Staging(db.session.connection(), merge) as staging:
         for item in reader:
             if item.__class__ is ParsedRow:
-                staging.add(item)
+                if erased and address_hash(item.email) in erased:
+                    rejections.add(Rejection(item.line, ERASED_AT_THEIR_REQUEST))
+                else:
+                    staging.add(item)
             else:
                 rejections.add(item)
     # Every valid row created its person: no email came twice, and none was known.

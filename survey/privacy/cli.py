@@ -33,7 +33,7 @@ def erase_command(email: str, yes: bool) -> None:
     if not yes:
         click.confirm(f"Erase the personal data of person {person.id} ({person.email})? This cannot be undone",
                       abort=True)
-    report = erase_person(person)
+    report = erase_person(person, keep_out=True)  # they asked: a later import must not bring them back
     db.session.commit()
     click.echo(f"Erased person {report.person_id}:")
     for kind, count in sorted(report.counts.items()):

@@ -30,6 +30,7 @@ from survey.extensions import db
 from survey.mail.models import OutboxMessage
 from survey.privacy.data import personal_questions_of, remove_files, stored_files, without_personal
 from survey.privacy.logs import redact
+from survey.privacy.models import ErasedAddress, address_hash
 
 #: the suppression reason of an erased person (their stub is never emailed again)
 ERASED = "erased"
@@ -70,10 +71,18 @@ def _dead_token() -> str:
     return hashlib.sha256(secrets.token_bytes(32)).hexdigest()
 
 
-def erase_person(person: Stakeholder, *, actor="cli", reason: str = "erasure request") -> Erasure:
+def erase_person(person: Stakeholder, *, actor="cli", reason: str = "erasure request",
+                 keep_out: bool = False) -> Erasure:
     """Erase ``person``'s personal data; flushes, the caller commits (files are deleted
-    at once, so a run killed before its commit leaves only rows to erase again)."""
+    at once, so a run killed before its commit leaves only rows to erase again).
+
+    ``keep_out``: the person asked for it, so a later import must not bring them back: a
+    keyed hash of the address is kept (``ErasedAddress``), nothing else. The retention
+    policy erases without it: someone inactive for years may come back as a new learner."""
     report = Erasure(person.id)
+    if keep_out:
+        db.session.merge(ErasedAddress(address_hash=address_hash(person.email)))
+        report.add("kept out of later imports", 1)
     invitation_ids = select(Invitation.id).where(Invitation.stakeholder_id == person.id).scalar_subquery()
     files: list[str] = []
 

@@ -1,7 +1,7 @@
 """``flask --app wsgi people erase EMAIL``: a person's data goes, the counts stay."""
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from survey.audiences.models import Stakeholder
 from survey.audit.chain import verify
@@ -112,3 +112,36 @@ def test_queued_emails_to_the_person_are_cancelled(story, cli):
     assert cli("people", "erase", EMAIL, "--yes").exit_code == 0
     statuses = {db.session.get(OutboxMessage, m.id).status for m in queued}
     assert statuses == {"cancelled"}
+
+
+def _import(*emails: str):
+    from survey.audiences.services import import_audience
+
+    rows = "".join(f"{email},Ada,Lovelace\n" for email in emails)
+    report = import_audience(f"email,first_name,last_name\n{rows}".encode(), "alumnus")
+    db.session.commit()
+    return report
+
+
+def test_a_person_erased_at_their_request_is_not_imported_again(story, cli):
+    assert cli("people", "erase", EMAIL, "--yes").exit_code == 0
+    people_before = db.session.scalar(select(func.count()).select_from(Stakeholder))
+
+    report = _import("someone.new@example.org", f"  {EMAIL.upper()} ")
+
+    assert (report.created, report.updated) == (1, 0)
+    assert report.rejected == [{"line": 3, "reason": "this person's data was erased at their request: "
+                                                     "they are not imported again"}]
+    assert db.session.scalar(select(func.count()).select_from(Stakeholder)) == people_before + 1
+    assert EMAIL not in stored_text().lower()  # what keeps them out is not their address
+
+
+def test_a_person_erased_by_the_retention_policy_may_come_back(story):
+    from survey.privacy.erasure import erase_person
+
+    erase_person(db.session.get(Stakeholder, story.person.id), actor="retention")
+    db.session.commit()
+
+    report = _import(EMAIL)
+
+    assert (report.created, report.rejected) == (1, [])
