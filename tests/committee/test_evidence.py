@@ -31,7 +31,8 @@ def pdf(three, make_claims):
 def _downloads(evidence) -> list[AuditEvent]:
     db.session.expire_all()
     return db.session.scalars(select(AuditEvent).where(
-        AuditEvent.action == "evidence_downloaded", AuditEvent.subject == f"evidence:{evidence.id}")).all()
+        AuditEvent.action == "evidence_downloaded", AuditEvent.subject == f"evidence:{evidence.id}")
+        .order_by(AuditEvent.id)).all()
 
 
 def test_a_download_is_an_attachment_never_sniffed_nor_cached(pdf, three, browser):

@@ -211,7 +211,9 @@ def test_451_three_times_then_250_is_delivered_once_with_growing_delays(app, alu
     first, second, third, fourth = sink.rcpt_times
     gaps = [second - first, third - second, fourth - third]
     assert gaps[0] >= 1 and gaps[1] >= 2 and gaps[2] >= 4  # 1 s, then 2 s, then 4 s at least
-    assert gaps[0] < gaps[1] < gaps[2]
+    # A retry goes when beat next looks (every second), so one gap may come up to a second
+    # or so late: 1 s can look like 2.8 s beside a punctual 2 s. Over two doublings it still grows.
+    assert gaps[0] < gaps[2]
     [row] = _rows(campaign.id)
     assert (row.status, row.attempts) == ("sent", 4)
     assert row.smtp_reply.startswith("250")
