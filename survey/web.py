@@ -163,12 +163,11 @@ def register_web(app: Flask) -> None:
     @app.context_processor
     def template_helpers():
         from flask_babel import get_locale
-        from flask_login import current_user
 
-        from survey.core.authorisation import can
+        from survey.core.authorisation import template_can
 
         return {"current_locale": str(get_locale()), "languages": app.config["LANGUAGES"],
                 # what a page offers follows the same table as what its views allow
-                "may": lambda action, obj: can(current_user, action, obj)}
+                "may": template_can}
 
     app.jinja_env.filters["label"] = lambda code: LABELS.get(code, code)

@@ -65,9 +65,6 @@ class User(UserMixin, db.Model):
         """Every session of this user stops working (the caller logs this one in again if needed)."""
         self.session_token = new_session_token()
 
-    def has_role(self, *roles: str) -> bool:
-        return self.role in roles
-
 
 class ApiKey(db.Model):
     __tablename__ = "api_keys"

@@ -195,5 +195,5 @@ def allowed(action: str, kind: str):
 
 
 def template_can(action: str, obj) -> bool:
-    """``can`` for the logged-in user, for templates (``{% if can('publish', 'report') %}``)."""
+    """``can`` for the logged-in user, for templates (``{% if may('publish', 'report') %}``)."""
     return can(current_user, action, obj)
