@@ -116,6 +116,10 @@ class Config:
 
     #: The impact committee: reviewers per claim, the decision policy, review deadline.
     REVIEWERS_PER_CLAIM = int(os.environ.get("REVIEWERS_PER_CLAIM", "2"))
+    #: How long a process trusts its count of each member's open reviews (new claims go
+    #: to the least loaded) before counting again, in seconds; its own assignments, votes
+    #: and decisions show at once.
+    REVIEWER_LOAD_SECONDS = float(os.environ.get("REVIEWER_LOAD_SECONDS", "10"))
     POLICY_APPROVALS_TO_PROVE = int(os.environ.get("POLICY_APPROVALS_TO_PROVE", "2"))
     POLICY_REJECTIONS_TO_REJECT = int(os.environ.get("POLICY_REJECTIONS_TO_REJECT", "2"))
     REVIEW_DEADLINE_DAYS = float(os.environ.get("REVIEW_DEADLINE_DAYS", "7"))

@@ -72,6 +72,7 @@ else:
 from flask_migrate import upgrade  # noqa: E402
 
 from survey import create_app  # noqa: E402
+from survey.claims.services import forget_reviewer_load  # noqa: E402
 from survey.extensions import db  # noqa: E402
 
 pytest_plugins = ["tests.factories"]
@@ -95,6 +96,7 @@ def app():
 def wipe_tables() -> None:
     """Empty every table (the schema stays, as migrated). Needs an app context."""
     db.session.remove()
+    forget_reviewer_load()  # a count of the rows about to go
     with db.engine.begin() as conn:
         postgresql = conn.dialect.name == "postgresql"
         if postgresql:

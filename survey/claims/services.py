@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from collections.abc import Iterable
 
 from flask import current_app
@@ -126,11 +127,7 @@ def excluded(user: User, claimant: Stakeholder) -> str | None:
 
 
 def eligible_reviewers(claim: Claim) -> list[User]:
-    """Committee members who may review this claim, least loaded first.
-
-    Two plain queries: the members (a handful), and their open reviews counted once per
-    reviewer. As one query, with the count as a subquery, PostgreSQL could run the count
-    once per member: a second per submission once thousands of reviews were open."""
+    """Committee members who may review this claim, least loaded first."""
     conflicted = select(Conflict.user_id).where(Conflict.stakeholder_id == claim.stakeholder_id)
     already = select(Review.reviewer_id).where(Review.claim_id == claim.id)
     members = db.session.scalars(
@@ -139,15 +136,46 @@ def eligible_reviewers(claim: Claim) -> list[User]:
     ).all()
     if not members:
         return []
-    load = dict(db.session.execute(
-        select(Review.reviewer_id, func.count(Review.id))
-        .join(Claim, Claim.id == Review.claim_id)
-        .where(Review.reviewer_id.in_([user.id for user in members]), Review.active.is_(True),
-               Review.verdict.is_(None), Claim.state.in_(tuple(OPEN)))
-        .group_by(Review.reviewer_id)
-    ).all())
+    load = reviewer_load()
     members = sorted(members, key=lambda user: (load.get(user.id, 0), user.id))
     return [user for user in members if excluded(user, claim.claimant) is None]
+
+
+# Each member's open reviews (active, not voted, on a claim still open), as this process
+# last counted them. Counting is a scan of the committee's whole backlog: done at every
+# submission, it took longer as the backlog grew (10 ms per answer at a few hundred open
+# claims in bench/submissions.py). So a process counts again only after
+# REVIEWER_LOAD_SECONDS, adds the reviews it assigns itself in between, and counts again
+# at once after anything of its own that lowers a load (a vote, a decision, a conflict, a
+# reassignment). Other processes' assignments show at the next count: the balance is
+# exact within one process, and within REVIEWER_LOAD_SECONDS' worth of assignments
+# between several.
+_LOAD = "attest.reviewer_load"
+
+
+def reviewer_load() -> dict[int, int]:
+    """Open reviews per committee member (see above)."""
+    state = current_app.extensions.setdefault(_LOAD, {"counted_at": None, "counts": {}})
+    now = time.monotonic()
+    if state["counted_at"] is None or now - state["counted_at"] >= current_app.config["REVIEWER_LOAD_SECONDS"]:
+        state["counts"] = dict(db.session.execute(
+            select(Review.reviewer_id, func.count(Review.id))
+            .join(Claim, Claim.id == Review.claim_id)
+            .where(Review.active.is_(True), Review.verdict.is_(None), Claim.state.in_(tuple(OPEN)))
+            .group_by(Review.reviewer_id)
+        ).all())
+        state["counted_at"] = now
+    return state["counts"]
+
+
+def forget_reviewer_load() -> None:
+    """Count again at the next assignment: a load went down (or the data went away)."""
+    current_app.extensions.pop(_LOAD, None)
+
+
+def _loaded(user_id: int) -> None:
+    counts = reviewer_load()
+    counts[user_id] = counts.get(user_id, 0) + 1
 
 
 def assign_reviewers(claim: Claim, count: int | None = None, *, actor="system") -> list[Review]:
@@ -159,6 +187,7 @@ def assign_reviewers(claim: Claim, count: int | None = None, *, actor="system") 
         review = Review(claim=claim, reviewer_id=user.id, round=_round(claim))
         db.session.add(review)
         record("assignment", f"claim:{claim.id}", actor=actor, data={"reviewer": user.id})
+        _loaded(user.id)
         added.append(review)
     db.session.flush()  # the new reviews in one INSERT
     if active + len(added) < wanted:
@@ -190,6 +219,7 @@ def reassign(claim: Claim, review: Review, *, chair: User, to: User | None = Non
             raise ValidationFailed(_l("That member may not review this claim (claimant, conflict or exclusion)."))
     review.active = False
     record("unassignment", f"claim:{claim.id}", actor=chair, data={"reviewer": review.reviewer_id})
+    forget_reviewer_load()
     db.session.flush()
     if to is not None:
         new = Review(claim=claim, reviewer_id=to.id, round=_round(claim))
@@ -220,6 +250,7 @@ def record_vote(review: Review, verdict: str, comment: str, *, reviewer: User) -
     if verdict in ("reject", "need_evidence") and not comment.strip():
         raise ValidationFailed(_l("Say why, so the respondent and the chair can act on it."), field="comment")
     review.verdict, review.comment, review.voted_at = verdict, comment.strip(), utcnow()
+    forget_reviewer_load()
     record("vote", f"claim:{claim.id}", actor=reviewer, reason=review.comment,
            data={"verdict": verdict, "review": review.id})
     db.session.flush()
@@ -260,6 +291,7 @@ def declare_conflict(review: Review, reason: str, *, reviewer: User) -> None:
         .order_by(Review.id)
     ).all()
     now = utcnow()
+    forget_reviewer_load()
     for stepped in (review, *others):
         stepped.active = False
         stepped.conflict_declared_at = now
@@ -283,6 +315,7 @@ def chair_decide(claim: Claim, to: str, reason: str, *, chair: User) -> None:
     if not reason.strip():
         raise ValidationFailed(_l("A decision by the chair needs a reason."), field="reason")
     transition(claim, to, actor=chair, reason=reason.strip(), decided_by=chair)
+    forget_reviewer_load()
 
 
 def revoke(claim: Claim, reason: str, *, chair: User) -> None:
@@ -307,6 +340,7 @@ def bulk_decide(claims: Iterable[Claim], to: str, reason: str, *, chair: User) -
 def withdraw(claim: Claim) -> None:
     """The respondent withdraws their claim."""
     transition(claim, "withdrawn", actor="respondent", reason="withdrawn by the respondent")
+    forget_reviewer_load()
 
 
 # ---------------------------------------------------------------------- evidence
@@ -395,6 +429,7 @@ def resume_review(claim: Claim) -> None:
     """New evidence: back to review, a new round in which the same reviewers vote again
     (their earlier verdicts stay in the audit trail)."""
     transition(claim, "in_review", actor="respondent", reason="new evidence")
+    forget_reviewer_load()
     new_round = _round(claim) + 1
     for review in claim.reviews:
         if review.active:

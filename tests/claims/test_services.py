@@ -190,6 +190,46 @@ def test_reviewers_are_balanced_by_their_open_load(member, create_stakeholder, s
     assert reviewers(fifth) == [a.id, d.id]
 
 
+def test_another_process_s_assignments_count_once_the_load_is_counted_again(member, create_stakeholder, submit,
+                                                                            alumni, app, monkeypatch):
+    """Each web process keeps its count of the members' open reviews for
+    REVIEWER_LOAD_SECONDS (counting is a scan of the whole backlog), adding its own
+    assignments; what other processes assign meanwhile shows at its next count."""
+    from survey import create_app
+
+    clock = [1000.0]
+    monkeypatch.setattr(services.time, "monotonic", lambda: clock[0])
+    monkeypatch.setitem(app.config, "REVIEWERS_PER_CLAIM", 1)
+    a, b = member(), member()
+    person = create_stakeholder()
+    assert reviewers(submit(person)[0]) == [a.id]  # counted: a 0, b 0; then a 1
+
+    waiting = []
+    for _ in range(3):
+        campaign = started_campaign(alumni, monkeypatch, name=f"Alumni {next(_seq)}")
+        waiting.append(db.session.scalar(select(Invitation.id).where(
+            Invitation.campaign_id == campaign.id, Invitation.stakeholder_id == person.id)))
+    b.active = False  # away while another web process takes three answers: all go to a
+    db.session.commit()
+    other = create_app({"TESTING": True, "REVIEWERS_PER_CLAIM": 1})
+    with other.app_context():
+        for invitation_id in waiting:
+            response = respond.submit_response(db.session.get(Invitation, invitation_id),
+                                               {"activity": "employed_full_time", "outcomes": ["new_job"]}, "en")
+            db.session.commit()
+            assert reviewers(claims_of(response)[0]) == [a.id]
+        db.session.remove()
+    b.active = True
+    db.session.commit()
+
+    clock[0] += app.config["REVIEWER_LOAD_SECONDS"] - 1
+    assert reviewers(submit(person)[0]) == [b.id]  # this process's own count: a 1, b 0
+    assert reviewers(submit(person)[0]) == [a.id]  # a 1, b 1: it has not seen a's other three yet
+    clock[0] += 1
+    assert reviewers(submit(person)[0]) == [b.id]  # counted again: a 5, b 1
+    assert reviewers(submit(person)[0]) == [b.id]  # a 5, b 2
+
+
 def test_a_decided_claim_no_longer_counts_in_the_load(member, create_stakeholder, submit):
     a, b = member(), member()
     person = create_stakeholder()
