@@ -8,6 +8,7 @@ from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
     Index,
+    SmallInteger,
     String,
     Time,
     UniqueConstraint,
@@ -112,6 +113,8 @@ class Response(db.Model):
     __tablename__ = "responses"
     __table_args__ = (
         CheckConstraint("submitted_at IS NOT NULL OR invitation_id IS NOT NULL", name="draft_is_linked"),
+        # the daily purge's queue: answers at one level, oldest first (privacy.retention)
+        Index("ix_responses_retention", "retention_level", "submitted_at", "id"),
     )
 
     #: random, so row ids say nothing about who answered when
@@ -129,3 +132,7 @@ class Response(db.Model):
     #: submission so aggregates need no link to the person; in anonymous campaigns a group
     #: smaller than the reporting threshold is not kept
     segment: Mapped[dict] = mapped_column(JSONType, default=dict)
+    #: how far the retention policy has stripped the answer (privacy.retention): 0 not yet,
+    #: 1 its files, 2 its free text and files; the daily purge reads only answers whose age
+    #: asks for more than they have had, never the whole history again
+    retention_level: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")

@@ -26,7 +26,7 @@ from survey.extensions import db
 MIX_SIZE = 20
 
 _COLUMNS = (Response.id, Response.campaign_id, Response.answers, Response.locale, Response.started_at,
-            Response.submitted_at, Response.segment)
+            Response.submitted_at, Response.segment, Response.retention_level)
 
 
 def _earlier_answers(campaign_id: int, count: int) -> list[dict]:

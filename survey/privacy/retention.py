@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import Text, cast, delete, exists, func, or_, select, update
+from sqlalchemy import Text, cast, delete, exists, func, or_, select, tuple_, update
 
 from survey.audiences.models import Stakeholder
 from survey.campaigns.models import Campaign, Invitation, Response
@@ -84,42 +84,62 @@ def _done(result: Purge) -> None:
         db.session.commit()
 
 
+#: Response.retention_level: what the policy has removed from an answer so far
+NOTHING, FILES, FREE_TEXT = 0, 1, 2
+
+
 def _answers(result: Purge, answers_cutoff: datetime | None, evidence_cutoff: datetime | None, batch: int) -> None:
     """Free text and files after RETENTION_ANSWERS_DAYS; files alone after
-    RETENTION_EVIDENCE_DAYS, unless a claim made from the answer is still under review."""
-    cutoffs = [c for c in (answers_cutoff, evidence_cutoff) if c]
-    if not cutoffs:
-        return
-    latest = max(cutoffs)
-    last_id = None
+    RETENTION_EVIDENCE_DAYS, unless a claim made from the answer is still under review.
+
+    Each answer is read once per level it reaches, not every day: an answer stripped
+    (or found with nothing to strip) is marked, and the next runs start past it."""
+    if answers_cutoff:
+        for level in (NOTHING, FILES):
+            _strip_answers(result, level, FREE_TEXT, answers_cutoff, batch)
+    if evidence_cutoff:  # the older ones have just lost their files with their free text
+        _strip_answers(result, NOTHING, FILES, evidence_cutoff, batch, since=answers_cutoff)
+
+
+def _strip_answers(result: Purge, level: int, to: int, cutoff: datetime, batch: int,
+                   since: datetime | None = None) -> None:
+    """Answers at ``level`` submitted before ``cutoff`` (and from ``since``), oldest
+    first, taken to ``to``."""
+    kind = "free-text answers" if to == FREE_TEXT else "answer files"
+    after = None  # (submitted_at, id) of the last answer read: the index's order
     while True:
         query = (select(Response, Campaign.questionnaire_id).join(Campaign, Campaign.id == Response.campaign_id)
-                 .where(Response.submitted_at.is_not(None), Response.submitted_at < latest)
-                 .order_by(Response.id).limit(batch))
-        if last_id is not None:
-            query = query.where(Response.id > last_id)
+                 .where(Response.retention_level == level, Response.submitted_at < cutoff)
+                 .order_by(Response.submitted_at, Response.id).limit(batch))
+        if after is not None:
+            query = query.where(tuple_(Response.submitted_at, Response.id) > after)
+        elif since is not None:
+            query = query.where(Response.submitted_at >= since)
         rows = db.session.execute(query).all()
         if not rows:
             return
-        last_id = rows[-1][0].id
+        after = (rows[-1][0].submitted_at, rows[-1][0].id)
         under_review = set(db.session.scalars(select(Claim.response_id).where(
             Claim.response_id.in_([r.id for r, _q in rows]), Claim.state.in_(OPEN))))
         files: list[str] = []
+        unchanged = []
         for response, questionnaire_id in rows:
-            if answers_cutoff and response.submitted_at < answers_cutoff and response.id not in under_review:
-                kept = without_personal(response.answers, personal_questions_of(questionnaire_id))
-                kind = "free-text answers"
-            elif evidence_cutoff and response.submitted_at < evidence_cutoff and response.id not in under_review:
-                kept = without_personal(response.answers, ())
-                kind = "answer files"
-            else:
+            if response.id in under_review:  # looked at again tomorrow
                 continue
-            if kept != response.answers:
-                files += [name for name in stored_files(response.answers) if name not in stored_files(kept)]
-                result.counts[kind] += 1
-                if not result.dry_run:  # by id: an anonymous answer may have been rewritten since (anonymity)
-                    db.session.execute(update(Response).where(Response.id == response.id).values(answers=kept)
-                                       .execution_options(synchronize_session=False))
+            kept = without_personal(response.answers,
+                                    personal_questions_of(questionnaire_id) if to == FREE_TEXT else ())
+            if kept == response.answers:
+                unchanged.append(response.id)
+                continue
+            files += [name for name in stored_files(response.answers) if name not in stored_files(kept)]
+            result.counts[kind] += 1
+            if not result.dry_run:  # by id: an anonymous answer may have been rewritten since (anonymity)
+                db.session.execute(update(Response).where(Response.id == response.id)
+                                   .values(answers=kept, retention_level=to)
+                                   .execution_options(synchronize_session=False))
+        if not result.dry_run and unchanged:
+            db.session.execute(update(Response).where(Response.id.in_(unchanged)).values(retention_level=to)
+                               .execution_options(synchronize_session=False))
         if not result.dry_run and files:
             # A file that is also a claim's evidence follows the evidence's own clock.
             kept_as_evidence = set(db.session.scalars(select(Evidence.stored_as).where(Evidence.stored_as.in_(files))))

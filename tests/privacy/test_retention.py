@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from survey.audiences.models import Stakeholder
 from survey.audit.chain import verify
@@ -101,6 +101,31 @@ def test_the_policy_removes_what_is_due_and_keeps_the_rest(story, aged):
     assert verify().ok
     # A second run finds nothing to do.
     assert _counts(retention.purge()) == {}
+
+
+def test_the_daily_run_reads_each_answer_once_not_the_whole_history_again(story, aged):
+    """An old answer with nothing left to remove is marked as such, like a stripped one:
+    the purge's daily work follows what has come due, not how much history there is."""
+    db.session.add(Response(campaign_id=story.campaign.id, answers={"activity": "seeking"}, locale="en",
+                            submitted_at=utcnow()))  # nothing personal in it
+    db.session.execute(update(Response).where(Response.submitted_at.is_not(None))
+                       .values(submitted_at=utcnow() - 800 * DAY))
+    db.session.commit()
+    old = db.session.scalar(select(func.count(Response.id)).where(Response.submitted_at.is_not(None)))
+    assert retention.purge().counts["free-text answers"] == old - 1
+
+    read = []
+
+    def loaded(target, context):
+        read.append(target.id)
+
+    db.session.remove()
+    event.listen(Response, "load", loaded)
+    try:
+        assert _counts(retention.purge()) == {}
+    finally:
+        event.remove(Response, "load", loaded)
+    assert read == []
 
 
 def test_a_claim_under_review_keeps_its_evidence_and_recent_data_stays(story):
