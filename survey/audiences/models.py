@@ -12,6 +12,10 @@ from survey.extensions import db
 KINDS = ("alumnus", "employee")
 
 
+#: the suppression reason of a person whose personal data was erased (privacy.erasure)
+ERASED = "erased"
+
+
 class Stakeholder(db.Model):
     __tablename__ = "stakeholders"
     __table_args__ = (
@@ -41,6 +45,11 @@ class Stakeholder(db.Model):
     suppression_reason: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    @property
+    def erased(self) -> bool:
+        """Only a stub is left: their personal data was erased (privacy.erasure)."""
+        return self.suppression_reason == ERASED
 
     @property
     def display_name(self) -> str:

@@ -1,4 +1,4 @@
-"""``flask --app wsgi people erase|export|purge``: a person's rights, and the retention policy."""
+"""``flask --app wsgi people erase|allow|export|purge``: a person's rights, and the retention policy."""
 from __future__ import annotations
 
 import json
@@ -38,6 +38,18 @@ def erase_command(email: str, yes: bool) -> None:
     click.echo(f"Erased person {report.person_id}:")
     for kind, count in sorted(report.counts.items()):
         click.echo(f"  {kind}: {count}")
+
+
+@people_cli.command("allow")
+@click.argument("email")
+def allow_command(email: str) -> None:
+    """Let a person erased at their request be imported again, when they ask for it."""
+    from survey.privacy.erasure import allow_again
+
+    if not allow_again(email):
+        raise click.ClickException(f"No person erased at their request had the address {email.strip()!r}.")
+    db.session.commit()
+    click.echo("The address may be imported again; the person's erased data does not come back.")
 
 
 @people_cli.command("export")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from flask import current_app
 from sqlalchemy import delete, func, select, update
 
+from survey.audiences.models import ERASED as STUB_REASON
 from survey.audiences.models import Stakeholder
 from survey.audit.chain import record
 from survey.campaigns.models import Campaign, Invitation, Response
@@ -33,7 +34,7 @@ from survey.privacy.logs import redact
 from survey.privacy.models import ErasedAddress, address_hash
 
 #: the suppression reason of an erased person (their stub is never emailed again)
-ERASED = "erased"
+ERASED = STUB_REASON
 
 
 class UnknownPerson(LookupError):
@@ -159,3 +160,13 @@ def erase_person(person: Stakeholder, *, actor="cli", reason: str = "erasure req
     record("erasure", f"person:{person.id}", actor=actor, reason=reason, data=dict(sorted(report.counts.items())))
     return report
 
+
+
+def allow_again(email: str, *, actor="cli") -> bool:
+    """A person erased at their request asks to be surveyed again (they enrolled anew, say):
+    their address may be imported again. False if no erased address matches it."""
+    removed = db.session.execute(delete(ErasedAddress).where(ErasedAddress.address_hash == address_hash(email)))
+    if not removed.rowcount:
+        return False
+    record("erasure_lifted", "erased-addresses", actor=actor)  # never the address
+    return True

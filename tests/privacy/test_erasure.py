@@ -145,3 +145,27 @@ def test_a_person_erased_by_the_retention_policy_may_come_back(story):
     report = _import(EMAIL)
 
     assert (report.created, report.rejected) == (1, [])
+
+
+def test_a_person_who_asks_to_come_back_may_be_imported_again(story, cli):
+    assert cli("people", "erase", EMAIL, "--yes").exit_code == 0
+
+    result = cli("people", "allow", f" {EMAIL.upper()}")
+
+    assert result.exit_code == 0, result.output
+    assert _import(EMAIL).created == 1
+    event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "erasure_lifted"))
+    assert event is not None and EMAIL not in str(event.data) + event.subject and verify().ok
+    again = cli("people", "allow", EMAIL)  # nothing left to lift
+    assert again.exit_code != 0 and "No person erased at their request" in again.output
+
+
+def test_staff_pages_show_an_erased_person_as_erased_not_as_a_placeholder(story, create_user, cli, browser):
+    assert cli("people", "erase", EMAIL, "--yes").exit_code == 0
+    admin, chair = browser(create_user("admin")), browser(create_user("chair"))
+    for reader, path in ((admin, "/admin/audiences/"), (admin, f"/admin/campaigns/{story.campaign.id}"),
+                         (chair, f"/committee/claims/{story.claim.id}")):
+        response = reader.get(path)
+        html = response.get_data(as_text=True)
+        assert response.status_code == 200 and "personal data erased" in html, path
+        assert "erased.invalid" not in html, path
