@@ -174,8 +174,11 @@ def forget_reviewer_load() -> None:
 
 
 def _loaded(user_id: int) -> None:
-    counts = reviewer_load()
-    counts[user_id] = counts.get(user_id, 0) + 1
+    """One more open review for ``user_id`` in this process's count (not a new count: that
+    would see the review too, once flushed)."""
+    state = current_app.extensions.get(_LOAD)
+    if state is not None:
+        state["counts"][user_id] = state["counts"].get(user_id, 0) + 1
 
 
 def assign_reviewers(claim: Claim, count: int | None = None, *, actor="system") -> list[Review]:
