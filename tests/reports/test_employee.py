@@ -194,11 +194,14 @@ def test_an_anonymous_response_cannot_be_traced_back(builtin_questionnaires, cre
                         "legal-2020": {"cohort": "2020"}}
 
     # Each column of the row: nothing points back to the invitation or the person, times are days.
+    # (retention_level says how much the retention policy has stripped: it follows the
+    # answer's age and content, never who gave it.)
     assert set(Response.__table__.columns.keys()) == {"id", "campaign_id", "invitation_id", "answers", "locale",
-                                                      "started_at", "submitted_at", "segment"}
+                                                      "started_at", "submitted_at", "segment", "retention_level"}
     for kind, rid in stored.items():
         row = db.session.get(Response, rid)
         assert (row.invitation_id, row.started_at, row.campaign_id) == (None, None, campaign.id)
+        assert row.retention_level == 0
         assert row.submitted_at.astimezone(timezone.utc).time() == time(0)
         assert set(row.answers) == {"pay_fairness", "equality", "wellbeing", "enps", "comment"}
 
