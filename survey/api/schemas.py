@@ -160,7 +160,9 @@ class PersonOut(Schema):
         "type": "boolean", "description": "true: no email is sent to them any more."})
     suppressed_at = fields.AwareDateTime(allow_none=True)
     suppression_reason = fields.Str(allow_none=True, metadata={
-        "description": "Why they are suppressed (opted out, hard bounce…); null when they are not."})
+        "description": "Why they are suppressed (opted out, hard bounce…); null when they are not. "
+                       "\"erased\": their personal data was erased; the email is a placeholder "
+                       "(erased-<id>@erased.invalid) and the names are empty."})
 
 
 class Rejection(Schema):
@@ -345,7 +347,8 @@ class RecipientOut(Schema):
     opted_out_at = fields.AwareDateTime(attribute="invitation.opted_out_at", allow_none=True)
     suppressed_at = fields.AwareDateTime(attribute="person.suppressed_at", allow_none=True,
                                          metadata={"description": "Opted out of everything, or hard bounce."})
-    suppression_reason = fields.Str(attribute="person.suppression_reason", allow_none=True)
+    suppression_reason = fields.Str(attribute="person.suppression_reason", allow_none=True, metadata={
+        "description": "As a person's: \"erased\" means the email is a placeholder and the names are empty."})
     emails = fields.List(fields.Nested(EmailOut))
 
 
