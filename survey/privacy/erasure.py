@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 from flask import current_app
 from sqlalchemy import delete, func, select, update
 
-from survey.audiences.models import ERASED as STUB_REASON
-from survey.audiences.models import Stakeholder
+from survey.audiences.models import ERASED, Stakeholder
 from survey.audit.chain import record
 from survey.campaigns.models import Campaign, Invitation, Response
 from survey.claims.models import Claim, Conflict, Review
@@ -32,9 +31,6 @@ from survey.mail.models import OutboxMessage
 from survey.privacy.data import personal_questions_of, remove_files, stored_files, without_personal
 from survey.privacy.logs import redact
 from survey.privacy.models import ErasedAddress, address_hash
-
-#: the suppression reason of an erased person (their stub is never emailed again)
-ERASED = STUB_REASON
 
 
 class UnknownPerson(LookupError):

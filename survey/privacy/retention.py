@@ -25,13 +25,13 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import Text, cast, delete, exists, func, or_, select, tuple_, update
 
-from survey.audiences.models import Stakeholder
+from survey.audiences.models import ERASED, Stakeholder
 from survey.campaigns.models import Campaign, Invitation, Response
 from survey.claims.models import Claim, Evidence
 from survey.core.types import utcnow
 from survey.extensions import db
 from survey.privacy.data import personal_questions_of, remove_files, stored_files, without_personal
-from survey.privacy.erasure import ERASED, erase_person
+from survey.privacy.erasure import erase_person
 from workflows.claims import OPEN as _OPEN
 
 #: claim states the committee still works on
