@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import Text, cast, delete, exists, func, or_, select, tuple_, update
+from sqlalchemy import Text, bindparam, cast, delete, exists, func, or_, select, tuple_, update
 
 from survey.audiences.models import ERASED, Stakeholder
 from survey.campaigns.models import Campaign, Invitation, Response
@@ -122,7 +122,7 @@ def _strip_answers(result: Purge, level: int, to: int, cutoff: datetime, batch: 
         under_review = set(db.session.scalars(select(Claim.response_id).where(
             Claim.response_id.in_([r.id for r, _q in rows]), Claim.state.in_(OPEN))))
         files: list[str] = []
-        unchanged = []
+        stripped, unchanged = [], []
         for response, questionnaire_id in rows:
             if response.id in under_review:  # looked at again tomorrow
                 continue
@@ -133,10 +133,13 @@ def _strip_answers(result: Purge, level: int, to: int, cutoff: datetime, batch: 
                 continue
             files += [name for name in stored_files(response.answers) if name not in stored_files(kept)]
             result.counts[kind] += 1
-            if not result.dry_run:  # by id: an anonymous answer may have been rewritten since (anonymity)
-                db.session.execute(update(Response).where(Response.id == response.id)
-                                   .values(answers=kept, retention_level=to)
-                                   .execution_options(synchronize_session=False))
+            stripped.append({"answer_id": response.id, "kept": kept})
+        if not result.dry_run and stripped:
+            # One statement for the batch, run per row, by id (an anonymous answer may have been
+            # rewritten since: anonymity); a row gone meanwhile is not an error.
+            answers = Response.__table__
+            db.session.execute(update(answers).where(answers.c.id == bindparam("answer_id"))
+                               .values(answers=bindparam("kept"), retention_level=to), stripped)
         if not result.dry_run and unchanged:
             db.session.execute(update(Response).where(Response.id.in_(unchanged)).values(retention_level=to)
                                .execution_options(synchronize_session=False))
