@@ -17,7 +17,7 @@ from survey.reports.document import Selection, build
 from survey.reports.models import ReportSnapshot
 from survey.reports.publishing import publish
 from survey.respond.uploads import evidence_dir
-from tests.privacy.conftest import EMAIL, SECRETS, stored_text
+from tests.privacy.conftest import EMAIL, SECRETS, answer, stored_text
 from workflows.claims import transition
 
 DAY = timedelta(days=1)
@@ -106,8 +106,10 @@ def test_the_policy_removes_what_is_due_and_keeps_the_rest(story, aged):
 def test_the_daily_run_reads_each_answer_once_not_the_whole_history_again(story, aged):
     """An old answer with nothing left to remove is marked as such, like a stripped one:
     the purge's daily work follows what has come due, not how much history there is."""
-    db.session.add(Response(campaign_id=story.campaign.id, answers={"activity": "seeking"}, locale="en",
-                            submitted_at=utcnow()))  # nothing personal in it
+    silent = db.session.scalar(select(Stakeholder).join(Invitation, Invitation.stakeholder_id == Stakeholder.id)
+                               .where(Invitation.campaign_id == story.campaign.id,
+                                      Invitation.completed_at.is_(None)).limit(1))
+    answer(story.campaign, silent, {"activity": "seeking", "outcomes": ["none"]})  # nothing personal in it
     db.session.execute(update(Response).where(Response.submitted_at.is_not(None))
                        .values(submitted_at=utcnow() - 800 * DAY))
     db.session.commit()
