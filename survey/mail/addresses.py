@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from datetime import datetime
 from email.utils import parseaddr
 from functools import lru_cache
 
@@ -37,8 +38,24 @@ def _split(configured: str, default_local: str) -> tuple[str, str]:
 
 
 def _signature(outbox_id: int) -> str:
-    key = current_app.config["SECRET_KEY"].encode()
-    return hmac.new(key, f"verp:{outbox_id}".encode(), hashlib.sha256).hexdigest()[:SIGNATURE_LENGTH]
+    return _hmac(f"verp:{outbox_id}")[:SIGNATURE_LENGTH]
+
+
+def _hmac(text: str) -> str:
+    return hmac.new(current_app.config["SECRET_KEY"].encode(), text.encode(), hashlib.sha256).hexdigest()
+
+
+def message_id_for(outbox_id: int, created_at: datetime) -> str:
+    """An email's Message-ID, derived from its outbox row: the same at every attempt, so
+    a resend (after a worker died before recording that it sent) is the same email,
+    which mailboxes fold, without writing the id to the database before sending.
+
+    The row's creation time and the keyed hash keep it unique where ids repeat: another
+    install (another SECRET_KEY), or a database restored from a backup whose later ids
+    are given again to other emails.
+    """
+    stamp = _hmac(f"message-id:{outbox_id}:{created_at.isoformat()}")[:20]
+    return f"<{outbox_id}.{stamp}@{mail_domain()}>"
 
 
 def return_path(outbox_id: int) -> str:

@@ -7,9 +7,9 @@ while the worker sends; a worker that dies leaves its rows to
 ``release_expired_leases``, and one that stalled past its lease leaves alone the
 rows another worker took since. Replies are committed in one bulk update every
 DISPATCH_MARK_EVERY emails (50 by default; 1 commits each reply as it comes), so a
-worker killed mid-batch resends at most those; and with the Message-ID stored
-before the first attempt, a resend is the same email, which mailboxes fold:
-exactly once in effect. Temporary failures (4xx, lost connection) are retried with
+worker killed mid-batch resends at most those; and with the Message-ID derived
+from the row (survey/mail/addresses.py), a resend is the same email, which
+mailboxes fold: exactly once in effect. Temporary failures (4xx, lost connection) are retried with
 growing delays; permanent ones (5xx) are not, and a hard bounce suppresses the
 address for every later campaign.
 
@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime as rfc2822_date
-from email.utils import formataddr, make_msgid, parseaddr
+from email.utils import formataddr, parseaddr
 
 from flask import current_app, render_template
 from flask_babel import force_locale
@@ -41,7 +41,7 @@ from survey.audiences.models import Stakeholder
 from survey.campaigns.models import Campaign, Invitation
 from survey.core.types import utcnow
 from survey.extensions import db
-from survey.mail.addresses import mail_domain, return_path, unsubscribe_mailto
+from survey.mail.addresses import message_id_for, return_path, unsubscribe_mailto
 from survey.mail.merge import Merge
 from survey.mail.models import OutboxMessage
 from survey.mail.suppression import means_dead_address, suppress_address
@@ -67,6 +67,8 @@ class Job:
     attempts: int
     #: the delay before the next reminder once this email is out; None when none follows
     next_gap: timedelta | None
+    #: the email's Message-ID (derived from the row: the same at every attempt)
+    message_id: str = ""
     #: the address the email goes to, and the email as SMTP sends it
     recipient: str = ""
     data: bytes = b""
@@ -175,8 +177,8 @@ def _send(ids: list[int]) -> int:
 
 
 def _prepare(ids: list[int]) -> list[Job]:
-    """Load the claimed rows, cancel or postpone those no longer wanted now, fix each
-    Message-ID and build the emails; commits, so Message-IDs are stored before sending."""
+    """Load the claimed rows, cancel or postpone those no longer wanted now, and build
+    the emails; commits (the rows cancelled or postponed)."""
     from survey.campaigns.reminders import gap_before, quiet_until
     from survey.campaigns.services import is_accepting_answers
 
@@ -206,18 +208,17 @@ def _prepare(ids: list[int]) -> list[Job]:
                 stopped.append({"id": message.id, "status": "queued", "lease_until": None,
                                 "next_attempt_at": until, "attempts": message.attempts - 1})
                 continue
-        if message.message_id is None:
-            message.message_id = make_msgid(domain=mail_domain())
         job = Job(message.id, getattr(invitation, "id", None), getattr(person, "id", None), message.kind,
                   message.sequence, message.attempts,
-                  next_gap=gap_before(campaign, message.sequence + 1) if campaign else None)
+                  next_gap=gap_before(campaign, message.sequence + 1) if campaign else None,
+                  # rows sent before Message-IDs were derived keep the one they were given
+                  message_id=message.message_id or message_id_for(message.id, message.created_at))
         try:
             if message.kind in ("invitation", "reminder"):
-                job.recipient, job.data = merge.email(message.kind, invitation, person, campaign,
-                                                      message.message_id)
+                job.recipient, job.data = merge.email(message.kind, invitation, person, campaign, job.message_id)
             else:
-                email = (build_staff_email(message) if invitation is None
-                         else _evidence_request_email(message, invitation, person, campaign))
+                email = (build_staff_email(message, job.message_id) if invitation is None
+                         else _evidence_request_email(message, job.message_id, invitation, person, campaign))
                 job.recipient = parseaddr(email["To"])[1]
                 job.data = email.as_bytes(policy=SMTP_POLICY)  # CRLF line ends, as SMTP requires
         except (ValueError, LookupError) as exc:
@@ -264,7 +265,7 @@ def _staff_not_wanted(message) -> str | None:
     return None
 
 
-def build_staff_email(message: OutboxMessage) -> EmailMessage:
+def build_staff_email(message: OutboxMessage, message_id: str) -> EmailMessage:
     """A reviewer's overdue reviews or the chair's digest, in the service's default
     language (staff accounts have no language of their own)."""
     from survey.claims.reminders import chair_digest, overdue_reviews
@@ -290,7 +291,7 @@ def build_staff_email(message: OutboxMessage) -> EmailMessage:
     email["Subject"] = subject
     email["From"] = current_app.config["MAIL_FROM"]
     email["To"] = formataddr((user.name or user.email, ascii_address(user.email)))
-    email["Message-ID"] = message.message_id
+    email["Message-ID"] = message_id
     email["Date"] = rfc2822_date(now)
     email["Auto-Submitted"] = "auto-generated"
     email.set_content(text)
@@ -298,7 +299,7 @@ def build_staff_email(message: OutboxMessage) -> EmailMessage:
     return email
 
 
-def _evidence_request_email(message, invitation, person, campaign) -> EmailMessage:
+def _evidence_request_email(message, message_id: str, invitation, person, campaign) -> EmailMessage:
     """The committee asks the respondent for more evidence about one claim."""
     from survey.campaigns.services import unsubscribe_token
     from survey.claims.services import claim_token, what_the_committee_asked
@@ -314,15 +315,15 @@ def _evidence_request_email(message, invitation, person, campaign) -> EmailMessa
         subject = _("Your answer to “%(title)s”: could you add evidence?", title=context["title"])
         text = render_template("mail/evidence_request.txt", **context)
         html = render_template("mail/evidence_request.html", subject=subject, locale=locale, **context)
-    return _email(message, person, subject, text, html, opt_out_token)
+    return _email(message_id, person, subject, text, html, opt_out_token)
 
 
-def _email(message, person, subject: str, text: str, html: str, opt_out_token: str) -> EmailMessage:
+def _email(message_id: str, person, subject: str, text: str, html: str, opt_out_token: str) -> EmailMessage:
     email = EmailMessage()
     email["Subject"] = subject
     email["From"] = current_app.config["MAIL_FROM"]
     email["To"] = formataddr((person.display_name, ascii_address(person.email)))
-    email["Message-ID"] = message.message_id
+    email["Message-ID"] = message_id
     email["Date"] = rfc2822_date(utcnow())
     email["List-Unsubscribe"] = f"<{unsubscribe_link(opt_out_token)}>, <mailto:{unsubscribe_mailto(opt_out_token)}>"
     email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
@@ -544,7 +545,8 @@ def _record(outcomes: list[tuple[Job, Outcome]], now: datetime) -> None:
     failed: dict[str, list[int]] = defaultdict(list)  # invitation status → ids
     bounced: list[tuple[int, str]] = []
     for job, outcome in outcomes:
-        row = {"id": job.outbox_id, "smtp_reply": outcome.reply[:2000], "lease_until": None}
+        row = {"id": job.outbox_id, "smtp_reply": outcome.reply[:2000], "lease_until": None,
+               "message_id": job.message_id}
         if outcome.status == "sent":
             row.update(status="sent", sent_at=now)
         elif outcome.status == "retry" and job.attempts < max_attempts():
