@@ -48,11 +48,22 @@ class _Skeleton:
     tail: bytes
 
 
+#: skeletons kept per process, from batch to batch (a campaign's batches render the same
+#: emails); past this many distinct ones, they are rendered afresh
+KEPT_SKELETONS = 256
+
+
 class Merge:
-    """Builds a batch's invitations and reminders; one per batch (nothing outlives it)."""
+    """Builds a batch's invitations and reminders.
+
+    Skeletons are kept in the app (``attest.mail_skeletons``) across batches, keyed by
+    everything they are rendered from: the campaign's audience, closing time and
+    questionnaire version, the kind of email, the person's language and time zone,
+    and the addresses and base URL configured.
+    """
 
     def __init__(self):
-        self._skeletons: dict[tuple, _Skeleton] = {}
+        self._skeletons: dict[tuple, _Skeleton] = current_app.extensions.setdefault("attest.mail_skeletons", {})
 
     def email(self, kind: str, invitation, person, campaign, message_id: str) -> tuple[str, bytes]:
         """The recipient's address and the email's bytes, ready for SMTP (CRLF line ends)."""
@@ -63,9 +74,14 @@ class Merge:
         if not recipient.isascii():  # a non-ASCII local part needs SMTPUTF8, which we do not use
             raise ValueError(f"the address {person.email!r} needs SMTPUTF8")
         started = kind == "reminder" and invitation.started_at is not None
-        key = (campaign.id, kind, started, person.locale, person.timezone)
+        config = current_app.config
+        key = (campaign.id, campaign.audience_kind, campaign.closes_at, campaign.questionnaire_id, kind, started,
+               person.locale, person.timezone, config["MAIL_FROM"], config["BASE_URL"],
+               config["MAIL_UNSUBSCRIBE_ADDRESS"])
         skeleton = self._skeletons.get(key)
         if skeleton is None:
+            if len(self._skeletons) >= KEPT_SKELETONS:
+                self._skeletons.clear()  # one step, safe beside another sending thread
             skeleton = self._skeletons[key] = _skeleton(kind, started, person.locale, person.timezone, campaign)
         name = person.first_name or person.display_name
         link, opt_out = invitation_token(invitation.token_nonce), unsubscribe_token(invitation.token_nonce)

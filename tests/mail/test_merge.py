@@ -57,3 +57,29 @@ def test_each_person_gets_their_own_name_links_and_headers(app, alumni, create_s
         if person.first_name.startswith("Zoé"):
             assert "Zoé &lt;b&gt;," in html and "<b>" not in html.split("<body", 1)[1].split("Zo", 1)[1][:20]
     assert len({m["message"]["Message-ID"] for m in smtp_server.messages}) == len(people)
+
+
+def test_a_later_batch_says_the_closing_time_as_it_is_then(app, alumni, create_stakeholder, smtp_server,
+                                                           monkeypatch):
+    # Rendered emails are kept from batch to batch; a campaign whose closing time was
+    # moved in between sends the new one.
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    from babel.dates import format_datetime
+
+    people = [create_stakeholder(email=f"q{n}@example.org", locale="en", timezone="Europe/Paris") for n in range(2)]
+    campaign = started_campaign(alumni, monkeypatch)
+
+    def closing(when) -> str:
+        return format_datetime(when, "long", tzinfo=ZoneInfo("Europe/Paris"), locale="en")
+
+    first_closing = campaign.closes_at
+    assert send_batch(1) == 1
+    campaign.closes_at = first_closing + timedelta(days=9)
+    db.session.commit()
+    assert send_batch(1) == 1
+    texts = [m["message"].get_body(("plain",)).get_content() for m in smtp_server.messages]
+    assert len(texts) == len(people)
+    assert closing(first_closing) in texts[0] and closing(campaign.closes_at) not in texts[0]
+    assert closing(campaign.closes_at) in texts[1] and closing(first_closing) not in texts[1]
