@@ -27,11 +27,13 @@ def derive_token(secret_key: str, purpose: str, nonce: str) -> str:
     holds only the link's hash; the link is derived from SECRET_KEY and a
     per-invitation random nonce, so a database dump alone never yields a link.
     """
-    digest = hmac.new(secret_key.encode(), f"{purpose}:{nonce}".encode(), hashlib.sha256).digest()
+    # hmac.digest: OpenSSL's one-shot HMAC, several times faster than an hmac.new object
+    # (a campaign start derives two tokens per person)
+    digest = hmac.digest(secret_key.encode(), f"{purpose}:{nonce}".encode(), "sha256")
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 def derive_hex_token(secret_key: str, purpose: str, nonce: str, length: int = 40) -> str:
     """Like ``derive_token``, in lower-case hex (160 bits by default), for tokens that
     travel in an email address, where some servers change the case."""
-    return hmac.new(secret_key.encode(), f"{purpose}:{nonce}".encode(), hashlib.sha256).hexdigest()[:length]
+    return hmac.digest(secret_key.encode(), f"{purpose}:{nonce}".encode(), "sha256").hex()[:length]
