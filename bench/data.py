@@ -49,9 +49,10 @@ def people(env: Environment, count: int, kind: str = "alumnus") -> None:
 def campaign(env: Environment, questionnaire_id: int, status: str, reminders: str = '["P3D", "P7D"]') -> int:
     [(campaign_id,)] = env.psql("""
         INSERT INTO campaigns (name, questionnaire_id, audience_kind, audience_filters, privacy, send_at,
-                               closes_at, reminders, status, created_at, scheduled_at, sending_started_at)
+                               closes_at, reminders, status, created_at, scheduled_at, sending_started_at,
+                               invitations_made_at)
         VALUES ('Bench', %s, 'alumnus', '{}', 'identified', now() - interval '10 days',
-                now() + interval '30 days', %s::jsonb, %s, now(), now(), now())
+                now() + interval '30 days', %s::jsonb, %s, now(), now(), now(), now())
         RETURNING id""", questionnaire_id, reminders, status)
     return campaign_id
 

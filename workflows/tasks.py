@@ -21,6 +21,8 @@ def tick() -> None:
 
     for campaign_id in campaigns.campaigns_due_to_start():
         start_campaign.delay(campaign_id)
+    for campaign_id in campaigns.campaigns_to_resume_inviting():
+        invite_audience.delay(campaign_id)
     sending.release_expired_leases()
     campaigns.close_due_campaigns()  # first: a closed campaign gets no more reminders
     campaigns.open_sent_campaigns()
@@ -59,7 +61,19 @@ def start_campaign(campaign_id: int) -> None:
     started = start(campaign_id)
     db.session.commit()
     if started:
-        kick_senders()
+        kick_senders()  # the first chunk's emails go out while the rest are invited
+        invite_audience(campaign_id)
+
+
+@shared_task(name="workflows.tasks.invite_audience")
+def invite_audience(campaign_id: int) -> None:
+    """Invite the rest of a sending campaign's audience, a chunk per transaction (each
+    chunk's emails can go as soon as it commits); resumed by beat if the worker dies."""
+    from survey.campaigns.services import add_invitations
+
+    while add_invitations(campaign_id):
+        db.session.commit()
+    db.session.commit()
 
 
 @shared_task(name="workflows.tasks.send_due_emails")

@@ -59,8 +59,13 @@ class Campaign(db.Model):
     status: Mapped[str] = mapped_column(String(20), default="draft")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    #: when the invitations were created and queued (the audience is fixed then)
+    #: when sending started: the first invitations were created and queued
     sending_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: when every invitation existed (a large audience is invited a chunk per transaction,
+    #: while the first emails go out); NULL while they are still being made
+    invitations_made_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: a worker making the invitations holds the campaign until then; past it, beat resumes
+    invitations_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 

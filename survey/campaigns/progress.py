@@ -38,14 +38,20 @@ def sending_progress(campaign: Campaign) -> dict:
     invited, sent = counts["invited"], counts["sent"]
     # rounded down: 100% only once every invitation is out
     percent = sent * 100 // invited if invited else 0
-    if invited:
+    # a large audience is invited a chunk at a time while the first emails go out
+    preparing = campaign.status == "sending" and campaign.invitations_made_at is None
+    if preparing:
+        text = ngettext("%(sent)s invitation sent; still inviting the audience (%(invited)s so far)",
+                        "%(sent)s invitations sent; still inviting the audience (%(invited)s so far)", sent,
+                        sent=format_decimal(sent), invited=format_decimal(invited))
+    elif invited:
         text = ngettext("%(sent)s of %(invited)s invitation sent (%(percent)s)",
                         "%(sent)s of %(invited)s invitations sent (%(percent)s)", invited,
                         sent=format_decimal(sent), invited=format_decimal(invited),
                         percent=format_percent(percent / 100))
     else:
         text = _("No invitation sent yet.")
-    return {"status": campaign.status, **counts, "percent": percent, "text": text,
+    return {"status": campaign.status, **counts, "percent": percent, "text": text, "preparing": preparing,
             "live": campaign.status in LIVE_STATUSES}
 
 

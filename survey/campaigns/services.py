@@ -233,10 +233,14 @@ def unsubscribe_token(invitation_nonce: str) -> str:
 
 
 def start_campaign(campaign_id: int) -> bool:
-    """Scheduled and due → sending: one invitation and one outbox row per recipient.
+    """Scheduled and due → sending, with the first chunk of invitations (one invitation
+    and one outbox row per recipient); returns whether it started.
 
-    Everything happens in one transaction, so a worker killed half-way leaves the
-    campaign scheduled and the next attempt starts clean. Returns whether it started.
+    An audience of up to INSERT_CHUNK people is invited whole in this transaction, so a
+    worker killed half-way leaves the campaign scheduled and the next attempt starts
+    clean. A larger one is invited a chunk per transaction by ``add_invitations``, while
+    the first emails go out: a million people take a minute to invite, too long to send
+    nothing, and too long for one transaction.
     """
     now = utcnow()
     # The conditional UPDATE is the lock, on SQLite as on PostgreSQL: of two workers
@@ -246,37 +250,83 @@ def start_campaign(campaign_id: int) -> bool:
         update(Campaign)
         .where(Campaign.id == campaign_id, Campaign.status == "scheduled", Campaign.send_at <= now,
                Campaign.closes_at > now)
-        .values(sending_started_at=now)
+        .values(sending_started_at=now, invitations_lease_until=now + INVITATIONS_LEASE)
     ).rowcount
     if claimed != 1:
         return False
     campaign = db.session.get(Campaign, campaign_id)
     db.session.refresh(campaign)
-    last_id = 0
-    base = audience_query(campaign).order_by(Stakeholder.id).limit(INSERT_CHUNK)
-    while True:
-        ids = db.session.scalars(base.where(Stakeholder.id > last_id)).all()
-        if not ids:
-            break
-        rows = []
-        for stakeholder_id in ids:
-            nonce = secrets.token_hex(16)
-            rows.append((campaign.id, stakeholder_id, nonce, hash_token(invitation_token(nonce)),
-                         hash_token(unsubscribe_token(nonce)), "queued", 0, now))
-        insert_rows(Invitation.__table__, INVITATION_COLUMNS, rows)
-        last_id = ids[-1]
-    db.session.execute(
-        insert(OutboxMessage).from_select(
-            ["invitation_id", "kind", "sequence", "status", "attempts", "next_attempt_at", "created_at"],
-            select(
-                Invitation.id, literal("invitation"), literal(0), literal("queued"), literal(0),
-                literal(now, UTCDateTime()), literal(now, UTCDateTime()),
-            ).where(
-                Invitation.campaign_id == campaign.id
-            ),
-        )
-    )
     transition(campaign, "sending")
+    _invite_next_chunk(campaign, now)
+    return True
+
+
+#: how long a worker inviting a campaign's audience holds it between two chunks; past
+#: that, beat gives the rest to another worker (a chunk takes well under a second)
+INVITATIONS_LEASE = timedelta(minutes=2)
+
+
+def add_invitations(campaign_id: int) -> bool:
+    """Invite the next chunk of a sending campaign's audience, in the caller's transaction;
+    returns whether more may remain. False once every invitation exists, or when the
+    campaign was closed meanwhile.
+
+    The conditional UPDATE is the lock, as in ``start_campaign``: two workers given the
+    same campaign (a beat resuming one it thought abandoned) take turns, and each reads,
+    once it holds the campaign, who is invited already; the unique (campaign, person)
+    constraint stands behind that.
+    """
+    now = utcnow()
+    held = db.session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.status == "sending", Campaign.invitations_made_at.is_(None))
+        .values(invitations_lease_until=now + INVITATIONS_LEASE)
+    ).rowcount
+    if held != 1:
+        return False
+    campaign = db.session.get(Campaign, campaign_id)
+    db.session.refresh(campaign)
+    return _invite_next_chunk(campaign, now)
+
+
+def campaigns_to_resume_inviting() -> list[int]:
+    """Sending campaigns whose invitations are not all made and whose worker's hold ran out
+    (it died, or its task was lost): beat gives them to another worker."""
+    return db.session.scalars(
+        select(Campaign.id).where(Campaign.status == "sending", Campaign.invitations_made_at.is_(None),
+                                  Campaign.invitations_lease_until < utcnow())
+    ).all()
+
+
+def _invite_next_chunk(campaign: Campaign, now) -> bool:
+    """Invitations and outbox rows for the next INSERT_CHUNK people of the audience, by
+    id, after the last one invited; marks the campaign's invitations made when none is
+    left. Returns whether more may remain."""
+    last_id = db.session.scalar(
+        select(func.max(Invitation.stakeholder_id)).where(Invitation.campaign_id == campaign.id)) or 0
+    ids = db.session.scalars(
+        audience_query(campaign).where(Stakeholder.id > last_id).order_by(Stakeholder.id).limit(INSERT_CHUNK)
+    ).all()
+    rows = []
+    for stakeholder_id in ids:
+        nonce = secrets.token_hex(16)
+        rows.append((campaign.id, stakeholder_id, nonce, hash_token(invitation_token(nonce)),
+                     hash_token(unsubscribe_token(nonce)), "queued", 0, now))
+    insert_rows(Invitation.__table__, INVITATION_COLUMNS, rows)
+    if rows:
+        db.session.execute(
+            insert(OutboxMessage).from_select(
+                ["invitation_id", "kind", "sequence", "status", "attempts", "next_attempt_at", "created_at"],
+                select(
+                    Invitation.id, literal("invitation"), literal(0), literal("queued"), literal(0),
+                    literal(now, UTCDateTime()), literal(now, UTCDateTime()),
+                ).where(Invitation.campaign_id == campaign.id, Invitation.stakeholder_id > last_id),
+            )
+        )
+    if len(ids) < INSERT_CHUNK:  # the audience is all invited
+        campaign.invitations_made_at = now
+        campaign.invitations_lease_until = None
+        return False
     return True
 
 
@@ -299,7 +349,8 @@ def open_sent_campaigns() -> int:
         )
     )
     campaigns = db.session.scalars(
-        select(Campaign).where(Campaign.status == "sending", ~waiting.exists())
+        select(Campaign).where(Campaign.status == "sending", Campaign.invitations_made_at.is_not(None),
+                               ~waiting.exists())
     ).all()
     for campaign in campaigns:
         transition(campaign, "open")

@@ -59,7 +59,7 @@ def test_the_progress_counts_invitations_as_they_are_sent(admin, sending):
     assert "no-store" in response.headers["Cache-Control"]
     assert response.get_json() == {
         "campaign_id": sending.id, "status": "sending", "live": True, "invited": 5, "sent": 0, "failed": 0,
-        "queued": 5, "opened": 0, "started": 0, "completed": 0, "percent": 0,
+        "queued": 5, "opened": 0, "started": 0, "completed": 0, "percent": 0, "preparing": False,
         "text": "0 of 5 invitations sent (0%)"}
 
     first, second, third, fourth, _fifth = invitations(sending.id)

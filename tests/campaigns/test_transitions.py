@@ -13,6 +13,7 @@ from survey.campaigns.services import CampaignTransitionRefused, parse_reminders
 from survey.core.errors import ValidationFailed
 from survey.extensions import db
 from tests.campaigns.helpers import invitations, make_campaign, now, outbox, schedule, started_campaign
+from workflows import tasks
 
 ALLOWED = {
     ("draft", "scheduled"),
@@ -154,7 +155,6 @@ def test_scheduling_freezes_the_questionnaire_version(app_ctx, builtin_questionn
 
 def test_scheduling_a_due_campaign_starts_it_after_commit(app_ctx, builtin_questionnaires, create_stakeholder,
                                                           monkeypatch):
-    from workflows import tasks
 
     create_stakeholder()
     campaign = make_campaign(builtin_questionnaires["alumni-outcomes"])
@@ -168,7 +168,6 @@ def test_scheduling_a_due_campaign_starts_it_after_commit(app_ctx, builtin_quest
 
 
 def test_scheduling_rolled_back_queues_nothing(app_ctx, builtin_questionnaires, create_stakeholder, monkeypatch):
-    from workflows import tasks
 
     create_stakeholder()
     campaign = make_campaign(builtin_questionnaires["alumni-outcomes"])
@@ -348,5 +347,7 @@ def test_more_people_than_one_insert_chunk(app_ctx, builtin_questionnaires, crea
     monkeypatch.setattr(services, "INSERT_CHUNK", 2)
     people = [create_stakeholder() for _ in range(5)]
     campaign = started_campaign(builtin_questionnaires["alumni-outcomes"], monkeypatch)
+    assert len(invitations(campaign.id)) == 2  # the first chunk; the rest a chunk per transaction
+    tasks.invite_audience(campaign.id)
     assert sorted(i.stakeholder_id for i in invitations(campaign.id)) == sorted(p.id for p in people)
     assert len(outbox(campaign.id)) == 5
