@@ -9,9 +9,9 @@ rows another worker took since. Replies are committed in one bulk update every
 DISPATCH_MARK_EVERY emails (50 by default; 1 commits each reply as it comes), so a
 worker killed mid-batch resends at most those; and with the Message-ID derived
 from the row (survey/mail/addresses.py), a resend is the same email, which
-mailboxes fold: exactly once in effect. Temporary failures (4xx, lost connection) are retried with
-growing delays; permanent ones (5xx) are not, and a hard bounce suppresses the
-address for every later campaign.
+mailboxes fold: exactly once in effect. Temporary failures (4xx, lost connection)
+are retried with growing delays; permanent ones (5xx) are not, and a hard bounce
+suppresses the address for every later campaign.
 
 Invitations and reminders are built by mail merge (survey/mail/merge.py). Just
 before sending, each row is checked again: the person opted out, bounced or
