@@ -83,6 +83,9 @@ class Config:
     #: admins read it in the app. Empty disables the page.
     MAIL_CATCHER_DIR = os.environ.get("MAIL_CATCHER_DIR", str(INSTANCE_DIR / "mail"))
 
+    #: How many people a campaign invites per transaction when it starts: the first chunk's
+    #: emails go out while the rest are invited.
+    INVITE_CHUNK = int(os.environ.get("INVITE_CHUNK", "5000"))
     #: How many outbox rows one Celery task sends over one SMTP connection.
     DISPATCH_BATCH_SIZE = int(os.environ.get("DISPATCH_BATCH_SIZE", "200"))
     #: How many sending chains run at once (about one per worker process).

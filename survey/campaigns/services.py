@@ -36,8 +36,6 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "closed": frozenset(),
 }
 
-#: how many invitations are written per INSERT (or COPY) when a campaign starts
-INSERT_CHUNK = 5000
 INVITATION_COLUMNS = ("campaign_id", "stakeholder_id", "token_nonce", "token_hash", "unsubscribe_hash", "status",
                       "reminders_sent", "created_at")
 
@@ -236,7 +234,7 @@ def start_campaign(campaign_id: int) -> bool:
     """Scheduled and due → sending, with the first chunk of invitations (one invitation
     and one outbox row per recipient); returns whether it started.
 
-    An audience of up to INSERT_CHUNK people is invited whole in this transaction, so a
+    An audience of up to INVITE_CHUNK people is invited whole in this transaction, so a
     worker killed half-way leaves the campaign scheduled and the next attempt starts
     clean. A larger one is invited a chunk per transaction by ``add_invitations``, while
     the first emails go out: a million people take a minute to invite, too long to send
@@ -299,13 +297,14 @@ def campaigns_to_resume_inviting() -> list[int]:
 
 
 def _invite_next_chunk(campaign: Campaign, now) -> bool:
-    """Invitations and outbox rows for the next INSERT_CHUNK people of the audience, by
+    """Invitations and outbox rows for the next INVITE_CHUNK people of the audience, by
     id, after the last one invited; marks the campaign's invitations made when none is
     left. Returns whether more may remain."""
     last_id = db.session.scalar(
         select(func.max(Invitation.stakeholder_id)).where(Invitation.campaign_id == campaign.id)) or 0
+    chunk = current_app.config["INVITE_CHUNK"]
     ids = db.session.scalars(
-        audience_query(campaign).where(Stakeholder.id > last_id).order_by(Stakeholder.id).limit(INSERT_CHUNK)
+        audience_query(campaign).where(Stakeholder.id > last_id).order_by(Stakeholder.id).limit(chunk)
     ).all()
     rows = []
     for stakeholder_id in ids:
@@ -323,7 +322,7 @@ def _invite_next_chunk(campaign: Campaign, now) -> bool:
                 ).where(Invitation.campaign_id == campaign.id, Invitation.stakeholder_id > last_id),
             )
         )
-    if len(ids) < INSERT_CHUNK:  # the audience is all invited
+    if len(ids) < chunk:  # the audience is all invited
         campaign.invitations_made_at = now
         campaign.invitations_lease_until = None
         return False

@@ -19,8 +19,8 @@ from workflows import tasks
 
 
 @pytest.fixture
-def five_in_chunks_of_two(app_ctx, builtin_questionnaires, create_stakeholder, monkeypatch):
-    monkeypatch.setattr(services, "INSERT_CHUNK", 2)
+def five_in_chunks_of_two(app, app_ctx, builtin_questionnaires, create_stakeholder, monkeypatch):
+    monkeypatch.setitem(app.config, "INVITE_CHUNK", 2)
     people = [create_stakeholder() for _ in range(5)]
     campaign = make_campaign(builtin_questionnaires["alumni-outcomes"])
     schedule(campaign, monkeypatch)
@@ -99,9 +99,9 @@ def test_a_campaign_closed_while_inviting_invites_no_more(five_in_chunks_of_two,
     assert services.campaigns_to_resume_inviting() == []  # beat leaves a closed campaign alone
 
 
-def test_an_audience_of_exactly_one_chunk_is_all_invited_at_the_start(five_in_chunks_of_two, monkeypatch):
+def test_an_audience_of_exactly_one_chunk_is_all_invited_at_the_start(app, five_in_chunks_of_two, monkeypatch):
     campaign, people = five_in_chunks_of_two
-    monkeypatch.setattr(services, "INSERT_CHUNK", 5)
+    monkeypatch.setitem(app.config, "INVITE_CHUNK", 5)
     assert services.start_campaign(campaign.id) is True
     db.session.commit()
     # A full chunk may have a next one: the next call finds no one left and says so.

@@ -344,7 +344,7 @@ def test_a_due_scheduled_campaign_is_listed_for_start(app_ctx, builtin_questionn
 
 
 def test_more_people_than_one_insert_chunk(app_ctx, builtin_questionnaires, create_stakeholder, monkeypatch):
-    monkeypatch.setattr(services, "INSERT_CHUNK", 2)
+    monkeypatch.setitem(app_ctx.config, "INVITE_CHUNK", 2)
     people = [create_stakeholder() for _ in range(5)]
     campaign = started_campaign(builtin_questionnaires["alumni-outcomes"], monkeypatch)
     assert len(invitations(campaign.id)) == 2  # the first chunk; the rest a chunk per transaction

@@ -151,6 +151,32 @@ def test_two_workers_on_one_queue_never_send_a_message_twice(app, alumni, sink, 
     assert all("send_due_emails" in log and "succeeded" in log for log in logs)
 
 
+def test_a_large_audience_is_invited_in_chunks_while_the_first_emails_go(app, alumni, sink, background,
+                                                                         monkeypatch):
+    """A starting campaign invites INVITE_CHUNK people per transaction; the senders start
+    after the first, and the campaign opens only once everyone is invited and sent to."""
+    from survey.campaigns.models import Campaign
+
+    emails = _people(300)
+    campaign = _scheduled(alumni, monkeypatch)
+    chunks = {"INVITE_CHUNK": "40", "DISPATCH_BATCH_SIZE": "25", "BEAT_INTERVAL": "1"}
+    background.worker(**chunks)
+    background.beat(**chunks)
+
+    sink.wait(lambda: _one_email_of_each(sink, emails, 1), 120, "every invitation")
+
+    def opened() -> bool:
+        db.session.expire_all()
+        return db.session.get(Campaign, campaign.id).status == "open"
+
+    sink.wait(opened, 30, "the campaign to open")
+    caught = sink.by_recipient()
+    assert sorted(caught) == emails and len(sink.messages) == len(emails)  # one each, no copy
+    made = db.session.get(Campaign, campaign.id)
+    assert made.invitations_made_at is not None and made.invitations_lease_until is None
+    assert services.campaign_counts(campaign.id)["invited"] == len(emails)
+
+
 # ---------------------------------------------------------------------- the same task many times
 
 def test_the_same_email_enqueued_fifty_times_at_once_is_sent_once(app, alumni, sink, background, monkeypatch):
