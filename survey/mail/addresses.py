@@ -58,6 +58,16 @@ def message_id_for(outbox_id: int, created_at: datetime) -> str:
     return f"<{outbox_id}.{stamp}@{mail_domain()}>"
 
 
+_DERIVED_MESSAGE_ID = re.compile(r"<(\d{1,18})\.[0-9a-f]{20}@[^<>@\s]+>")
+
+
+def outbox_id_in_message_id(message_id: str) -> int | None:
+    """The outbox id a Message-ID of ``message_id_for``'s shape names, or None. Only the
+    shape: whether it is really that row's is for ``message_id_for`` to say."""
+    match = _DERIVED_MESSAGE_ID.fullmatch(message_id or "")
+    return int(match.group(1)) if match else None
+
+
 def return_path(outbox_id: int) -> str:
     """The envelope sender (MAIL FROM) for one outbox row."""
     local, domain = _split(current_app.config["MAIL_BOUNCE_ADDRESS"], "bounces")

@@ -24,6 +24,7 @@ file, a Maildir or an IMAP folder and commits after each message.
 from __future__ import annotations
 
 import email
+import hmac
 import imaplib
 import ipaddress
 import mailbox
@@ -48,7 +49,7 @@ from survey.campaigns.models import Invitation
 from survey.core.tokens import hash_token
 from survey.core.types import utcnow
 from survey.extensions import db
-from survey.mail.addresses import outbox_id_from, unsubscribe_token_from
+from survey.mail.addresses import message_id_for, outbox_id_from, outbox_id_in_message_id, unsubscribe_token_from
 from survey.mail.models import OutboxMessage
 from survey.mail.suppression import means_dead_address, opt_out, suppress_address
 
@@ -378,7 +379,10 @@ def _outbox_row(notice: Notice) -> tuple[OutboxMessage | None, str]:
             forged = forged or bool(_VERP_SHAPE.search(address))
         elif (row := db.session.get(OutboxMessage, outbox_id)) is not None:
             return row, ""
-    if notice.original_ids:
+    for original in notice.original_ids:
+        if (row := _row_of_derived_message_id(original)) is not None:
+            return row, ""
+    if notice.original_ids:  # a Message-ID given before they were derived from the row, as stored
         row = db.session.scalars(
             select(OutboxMessage).where(OutboxMessage.message_id.in_(notice.original_ids))
             .order_by(OutboxMessage.id).limit(1)
@@ -389,6 +393,17 @@ def _outbox_row(notice: Notice) -> tuple[OutboxMessage | None, str]:
         return None, ("the bounce address's signature is wrong (forged, or signed with another "
                       "SECRET_KEY) and no known Message-ID is attached; nothing changed")
     return None, "cannot tell which email it is about (no signed bounce address, no known Message-ID)"
+
+
+def _row_of_derived_message_id(message_id: str) -> OutboxMessage | None:
+    """The row whose Message-ID this is, by primary key (the id derived from the row, even
+    before its outcome was recorded); a made-up one, whose keyed hash does not match the
+    row it names, names none."""
+    outbox_id = outbox_id_in_message_id(message_id)
+    row = db.session.get(OutboxMessage, outbox_id) if outbox_id is not None else None
+    if row is None or not hmac.compare_digest(message_id_for(row.id, row.created_at), message_id):
+        return None
+    return row
 
 
 def _record_bounce(row: OutboxMessage, failure: Recipient) -> Result:

@@ -527,6 +527,42 @@ def test_without_the_bounce_address_the_returned_message_id_ties_the_report(sent
     assert state(grace) == grace_before
 
 
+class WorkerKilled(BaseException):
+    """Stands for SIGKILL: nothing after it runs."""
+
+
+def test_the_message_id_ties_a_report_even_before_the_email_was_recorded(alumni, create_stakeholder, monkeypatch,
+                                                                       smtp_server):
+    """The relay took the email, then the worker died before recording it: the row holds
+    no Message-ID yet, but the one the email carries is derived from the row, and names
+    it. One of the same shape that was made up names nothing."""
+    from survey.mail import sending
+
+    create_stakeholder(email="ada@example.org")
+    campaign = started_campaign(alumni, monkeypatch)
+
+    def killed(outcomes, now):
+        raise WorkerKilled
+
+    monkeypatch.setattr(sending, "_record", killed)
+    with pytest.raises(WorkerKilled):
+        sending.send_batch(100)
+    db.session.rollback()
+    [caught] = smtp_server.wait_for(1)
+    [row] = outbox(campaign.id)
+    assert (row.status, row.message_id) == ("sending", None)
+    ada = Sent.of(row)
+    ada.message_id = caught["message"]["Message-ID"]
+
+    made_up = f"<{row.id}.{'0' * 20}@{DOMAIN}>"
+    forged = ingest(postfix_dsn(ada, rcpt_to=f"bounces@{DOMAIN}", original=f"Message-ID: {made_up}\n"))
+    assert forged.action == "ignored" and "cannot tell which email" in forged.detail
+
+    result = ingest(postfix_dsn(ada, rcpt_to=f"bounces@{DOMAIN}"))
+    assert (result.action, result.changed, result.outbox_id) == ("bounce", True, row.id)
+    assert state(ada)["invitation"][0] == "bounced"
+
+
 def test_a_report_that_names_no_known_email_is_ignored(sent):
     _campaign_id, (ada, _grace) = sent
     before = state(ada)
