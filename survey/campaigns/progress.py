@@ -36,10 +36,12 @@ def sending_progress(campaign: Campaign) -> dict:
     The campaign page and the JSON its script polls both show this."""
     counts = campaign_counts(campaign.id)
     invited, sent = counts["invited"], counts["sent"]
-    # rounded down: 100% only once every invitation is out
-    percent = sent * 100 // invited if invited else 0
     # a large audience is invited a chunk at a time while the first emails go out
     preparing = campaign.status == "sending" and campaign.invitations_made_at is None
+    # rounded down: 100% only once every invitation is out (while inviting, some are not made yet)
+    percent = sent * 100 // invited if invited else 0
+    if preparing:
+        percent = min(percent, 99)
     if preparing:
         text = ngettext("%(sent)s invitation sent; still inviting the audience (%(invited)s so far)",
                         "%(sent)s invitations sent; still inviting the audience (%(invited)s so far)", sent,

@@ -18,7 +18,9 @@
   var MAX_FAILURES = 5;  // then stop: logged out, or the server is gone; "Refresh" still works
 
   function show(data) {
-    if (bar) {
+    if (bar && data.preparing) {
+      bar.removeAttribute("value");  // indeterminate: the audience is still being invited
+    } else if (bar) {
       bar.max = Math.max(data.invited, 1);
       bar.value = data.sent;
     }

@@ -67,6 +67,29 @@ def test_the_progress_changes_as_invitations_go_out_then_the_page_reloads(sendin
     assert_accessible(page, "open")
 
 
+def test_while_a_large_audience_is_invited_the_bar_has_no_total_yet(app, alumni, create_stakeholder, monkeypatch,
+                                                                     open_page, create_user):
+    from workflows.tasks import invite_audience
+
+    monkeypatch.setitem(app.config, "PROGRESS_POLL_SECONDS", 0.2)
+    monkeypatch.setitem(app.config, "INVITE_CHUNK", 2)
+    for _ in range(4):
+        create_stakeholder()
+    campaign = started_campaign(alumni, monkeypatch)  # the first chunk: two of four invited
+    page = open_page(create_user(role="admin"))
+    page.goto(f"/admin/campaigns/{campaign.id}")
+    text, bar = page.locator("#sending-text"), page.locator("#sending-bar")
+    expect(text).to_have_text("0 invitations sent; still inviting the audience (2 so far)")
+    page.wait_for_timeout(600)  # three polls: the script keeps it so
+    assert bar.get_attribute("value") is None  # indeterminate, not "0 of 2"
+    assert_accessible(page, "sending, still inviting")
+
+    invite_audience(campaign.id)  # the rest of the audience
+    expect(text).to_have_text("0 of 4 invitations sent (0%)")
+    expect(bar).to_have_js_property("max", 4)
+    expect(bar).to_have_js_property("position", 0)  # determinate now (-1 while indeterminate)
+
+
 def test_without_javascript_the_page_shows_the_figures_as_of_its_load(sending, open_page, create_user):
     page = open_page(create_user(role="admin"), javascript=False)
     page.goto(f"/admin/campaigns/{sending}")

@@ -4,6 +4,7 @@ one transaction. A campaign is open only once all its invitations exist and are 
 and a worker that dies half-way is replaced by beat, inviting nobody twice."""
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -31,7 +32,7 @@ def _invited(campaign_id: int) -> list[int]:
     return sorted(i.stakeholder_id for i in invitations(campaign_id))
 
 
-def test_the_first_emails_go_while_the_rest_are_invited(five_in_chunks_of_two, smtp_server):
+def test_the_first_emails_go_while_the_rest_are_invited(five_in_chunks_of_two, smtp_server, browser, create_user):
     campaign, people = five_in_chunks_of_two
     assert services.start_campaign(campaign.id) is True
     db.session.commit()
@@ -44,6 +45,13 @@ def test_the_first_emails_go_while_the_rest_are_invited(five_in_chunks_of_two, s
     assert send_batch(100) == 2  # the first chunk's emails go at once
     assert services.open_sent_campaigns() == 0  # its queue ran dry, but the audience is not all invited
     db.session.commit()
+    # Every invitation made so far is out, yet not every invitation: never 100%, and the
+    # page's bar is indeterminate (its total is not known yet).
+    progress = sending_progress(campaign)
+    assert (progress["percent"], progress["text"]) == (99, "2 invitations sent; still inviting the audience (2 so far)")
+    page = browser(create_user(role="admin")).get(f"/admin/campaigns/{campaign.id}").get_data(as_text=True)
+    bar = re.search(r"<progress id=\"sending-bar\"[^>]*>", page).group(0)
+    assert "value=" not in bar
 
     tasks.invite_audience(campaign.id)
     db.session.refresh(campaign)
