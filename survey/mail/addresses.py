@@ -9,7 +9,6 @@ for someone else's email by guessing ids.
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 from datetime import datetime
@@ -42,7 +41,7 @@ def _signature(outbox_id: int) -> str:
 
 
 def _hmac(text: str) -> str:
-    return hmac.new(current_app.config["SECRET_KEY"].encode(), text.encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(current_app.config["SECRET_KEY"].encode(), text.encode(), "sha256").hex()
 
 
 def message_id_for(outbox_id: int, created_at: datetime) -> str:
