@@ -118,3 +118,39 @@ def test_an_audience_of_exactly_one_chunk_is_all_invited_at_the_start(app, five_
     db.session.commit()
     assert campaign.invitations_made_at is not None
     assert _invited(campaign.id) == sorted(p.id for p in people)
+
+
+def test_two_workers_inviting_the_same_campaign_at_once_invite_each_person_once(app, app_ctx, builtin_questionnaires,
+                                                                                create_stakeholder, monkeypatch):
+    # Beat may hand a campaign to a second worker while the first still invites (it
+    # thought the first dead): they take turns on the campaign, chunk by chunk.
+    import threading
+
+    monkeypatch.setitem(app.config, "INVITE_CHUNK", 3)
+    people = [create_stakeholder() for _ in range(40)]
+    campaign = make_campaign(builtin_questionnaires["alumni-outcomes"])
+    schedule(campaign, monkeypatch)
+    assert services.start_campaign(campaign.id) is True
+    db.session.commit()
+    campaign_id = campaign.id  # read here: the threads have sessions of their own
+    barrier, errors = threading.Barrier(2), []
+
+    def worker():
+        try:
+            with app.app_context():
+                barrier.wait()
+                tasks.invite_audience(campaign_id)
+                db.session.remove()
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    db.session.expire_all()
+    assert _invited(campaign_id) == sorted(p.id for p in people)
+    assert len(outbox(campaign_id)) == 40
+    assert db.session.get(Campaign, campaign_id).invitations_made_at is not None
