@@ -58,7 +58,9 @@ class OutboxMessage(db.Model):
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     #: a worker that claimed the row owns it until then; after it, the row can be taken again
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    #: fixed before the first attempt, so a resend carries the same Message-ID
+    #: the Message-ID the email went out with, recorded with its outcome (it is derived from the
+    #: row, so a resend carries the same one: survey/mail/addresses.py); older rows got theirs
+    #: before the first attempt
     message_id: Mapped[str | None] = mapped_column(String(250))
     #: the server's last answer, e.g. "250 2.0.0 Ok" or "550 5.1.1 no such user"
     smtp_reply: Mapped[str | None] = mapped_column(Text)
