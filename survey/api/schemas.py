@@ -327,7 +327,8 @@ class EmailOut(Schema):
     sent_at = fields.AwareDateTime(allow_none=True)
     bounced_at = fields.AwareDateTime(allow_none=True)
     smtp_reply = fields.Str(allow_none=True, metadata={"description": "The SMTP server's last answer."})
-    message_id = fields.Str(allow_none=True)
+    message_id = fields.Str(allow_none=True, metadata={
+        "description": "The email's Message-ID, from the first recorded attempt on; null before."})
 
     def get_next_attempt_at(self, obj):
         if obj.status != "queued" or obj.next_attempt_at is None:
