@@ -10,7 +10,8 @@ from flask_login import current_user, login_required, login_user, logout_user
 from survey.accounts.forms import ChangePasswordForm, ConfirmPasswordForm, LoginForm
 from survey.accounts.freshness import mark_fresh
 from survey.accounts.ratelimits import password_attempts_limited
-from survey.accounts.services import authenticate, change_password as change_own_password, verify_password
+from survey.accounts.services import authenticate, verify_password
+from survey.accounts.services import change_password as change_own_password
 from survey.core.errors import ServiceError
 from survey.extensions import db, login_manager
 

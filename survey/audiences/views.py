@@ -9,9 +9,9 @@ from sqlalchemy import func, select
 from wtforms import RadioField
 from wtforms.fields.choices import SelectChoice
 
-from survey.core.authorisation import allowed
 from survey.audiences.models import Stakeholder
 from survey.audiences.services import import_audience
+from survey.core.authorisation import allowed
 from survey.core.pagination import paginate
 from survey.extensions import db
 

@@ -10,11 +10,11 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
-from survey.core.authorisation import allowed
 from survey.accounts.models import User
 from survey.audit.chain import verify
 from survey.audit.models import AuditEvent
 from survey.campaigns.recipients import page_links
+from survey.core.authorisation import allowed
 from survey.extensions import db
 
 bp = Blueprint("audit", __name__, template_folder="templates", url_prefix="/audit")

@@ -19,7 +19,6 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
-from survey.core.authorisation import allowed
 from survey.audiences.models import Stakeholder
 from survey.campaigns import services
 from survey.campaigns.forms import AudienceForm, BasicsForm, TimingForm
@@ -31,6 +30,7 @@ from survey.campaigns.recipients import (
     recipients_page,
 )
 from survey.campaigns.services import TRANSITIONS
+from survey.core.authorisation import allowed
 from survey.core.errors import ServiceError
 from survey.core.pagination import MAX_PAGE, paginate
 from survey.core.types import utcnow

@@ -16,10 +16,10 @@ from flask_login import current_user
 from sqlalchemy import func, select
 
 from survey.accounts.freshness import fresh_login_required
-from survey.core.authorisation import allowed, can
 from survey.audit.chain import record
 from survey.campaigns.models import Campaign
 from survey.claims.models import OUTCOME_TYPES
+from survey.core.authorisation import allowed, can
 from survey.core.errors import ServiceError
 from survey.core.routing import MAX_ID
 from survey.extensions import db
