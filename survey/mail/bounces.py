@@ -401,7 +401,8 @@ def _row_of_derived_message_id(message_id: str) -> OutboxMessage | None:
     row it names, names none."""
     outbox_id = outbox_id_in_message_id(message_id)
     row = db.session.get(OutboxMessage, outbox_id) if outbox_id is not None else None
-    if row is None or not hmac.compare_digest(message_id_for(row.id, row.created_at), message_id):
+    # compared as bytes: compare_digest refuses str with non-ASCII characters, which a report may carry
+    if row is None or not hmac.compare_digest(message_id_for(row.id, row.created_at).encode(), message_id.encode()):
         return None
     return row
 
