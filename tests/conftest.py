@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -189,6 +190,33 @@ class CaughtMail:
         while len(self.messages) < count and time.monotonic() < deadline:
             time.sleep(0.05)
         return self.messages
+
+
+def at_once(app, *functions, timeout: float = 120) -> list[BaseException]:
+    """Run each function in a thread of its own, in an app context (so a database session)
+    of its own. Each is given ``ready``, to call where the race starts: they are let go
+    together from there. Returns what they raised."""
+    barrier, errors = threading.Barrier(len(functions)), []
+
+    def run(function) -> None:
+        with app.app_context():
+            try:
+                function(barrier.wait)
+            except Exception as exc:  # noqa: BLE001 (returned to the test)
+                errors.append(exc)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=run, args=(function,)) for function in functions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    return errors
+
+
+class WorkerKilled(BaseException):
+    """Stands for SIGKILL: nothing after it runs, not even an ``except Exception``."""
 
 
 def serve_smtp(handler):

@@ -10,6 +10,7 @@ from sqlalchemy import delete, text, update
 from survey.audit.chain import record, verify
 from survey.audit.models import AuditEvent
 from survey.extensions import db
+from tests.conftest import at_once
 
 
 def _events(count: int) -> None:
@@ -104,28 +105,16 @@ def test_concurrent_appends_never_fork_the_chain(app):
 def test_the_first_events_written_at_once_start_one_chain(app):
     # The first event creates the chain's head: two at once (respondents answering the
     # moment a campaign opens) must not both try, failing one answer with a 500.
-    start = threading.Barrier(4)
-    errors = []
-
-    def append(worker: int) -> None:
-        with app.app_context():
-            try:
-                start.wait()
-                record("claim_created", f"claim:{worker}", actor="respondent")
-                db.session.commit()
-            except Exception as exc:  # noqa: BLE001 (the assertion below names it)
-                errors.append(exc)
-            finally:
-                db.session.remove()
+    def append(worker: int):
+        def run(ready) -> None:
+            ready()
+            record("claim_created", f"claim:{worker}", actor="respondent")
+            db.session.commit()
+        return run
 
     with app.app_context():
         assert db.session.query(AuditEvent).count() == 0
-    threads = [threading.Thread(target=append, args=(worker,)) for worker in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    assert at_once(app, *(append(worker) for worker in range(4))) == []
     with app.app_context():
         result = verify()
         assert (result.ok, result.checked) == (True, 4)

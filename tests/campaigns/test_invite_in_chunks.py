@@ -16,6 +16,7 @@ from survey.campaigns.progress import sending_progress
 from survey.extensions import db
 from survey.mail.sending import send_batch
 from tests.campaigns.helpers import invitations, make_campaign, now, outbox, schedule
+from tests.conftest import at_once
 from workflows import tasks
 
 
@@ -124,8 +125,6 @@ def test_two_workers_inviting_the_same_campaign_at_once_invite_each_person_once(
                                                                                 create_stakeholder, monkeypatch):
     # Beat may hand a campaign to a second worker while the first still invites (it
     # thought the first dead): they take turns on the campaign, chunk by chunk.
-    import threading
-
     monkeypatch.setitem(app.config, "INVITE_CHUNK", 3)
     people = [create_stakeholder() for _ in range(40)]
     campaign = make_campaign(builtin_questionnaires["alumni-outcomes"])
@@ -133,23 +132,12 @@ def test_two_workers_inviting_the_same_campaign_at_once_invite_each_person_once(
     assert services.start_campaign(campaign.id) is True
     db.session.commit()
     campaign_id = campaign.id  # read here: the threads have sessions of their own
-    barrier, errors = threading.Barrier(2), []
 
-    def worker():
-        try:
-            with app.app_context():
-                barrier.wait()
-                tasks.invite_audience(campaign_id)
-                db.session.remove()
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+    def worker(ready):
+        ready()
+        tasks.invite_audience(campaign_id)
 
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert errors == []
+    assert at_once(app, worker, worker) == []
     db.session.expire_all()
     assert _invited(campaign_id) == sorted(p.id for p in people)
     assert len(outbox(campaign_id)) == 40

@@ -24,6 +24,7 @@ from survey.mail.addresses import return_path, unsubscribe_mailto
 from survey.mail.bounces import ingest_message
 from survey.mail.models import OutboxMessage
 from tests.campaigns.helpers import invitations, outbox, started_campaign
+from tests.conftest import WorkerKilled
 
 DOMAIN = "test.example"  # the MAIL_FROM domain of the test configuration
 
@@ -525,10 +526,6 @@ def test_without_the_bounce_address_the_returned_message_id_ties_the_report(sent
     assert (result.action, result.changed, result.outbox_id) == ("bounce", True, ada.outbox_id)
     assert state(ada)["invitation"][0] == "bounced"
     assert state(grace) == grace_before
-
-
-class WorkerKilled(BaseException):
-    """Stands for SIGKILL: nothing after it runs."""
 
 
 def test_the_message_id_ties_a_report_even_before_the_email_was_recorded(alumni, create_stakeholder, monkeypatch,

@@ -22,7 +22,7 @@ from survey.extensions import db
 from survey.mail.models import OutboxMessage
 from survey.mail.sending import claim_due, release_expired_leases, send_batch, work_waiting
 from tests.campaigns.helpers import invitations, now, outbox, started_campaign
-from tests.conftest import CaughtMail, _free_port, serve_smtp
+from tests.conftest import CaughtMail, WorkerKilled, _free_port, serve_smtp
 
 BASE = "https://attest.test.example"
 TRANSLATIONS = Path(__file__).resolve().parents[2] / "survey" / "translations"
@@ -157,10 +157,6 @@ def test_link_comes_from_base_url_never_from_the_request_host(app, client, alumn
     assert client.get(path).status_code == 200
     db.session.expire_all()
     assert invitations(campaign.id)[0].opened_at is not None
-
-
-class WorkerKilled(BaseException):
-    """Stands for SIGKILL: nothing after it runs, not even an ``except Exception``."""
 
 
 def test_a_worker_killed_before_recording_resends_the_same_emails(app, alumni, create_stakeholder, smtp,

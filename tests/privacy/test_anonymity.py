@@ -16,6 +16,7 @@ from survey.extensions import db
 from survey.respond import services as respond
 from survey.respond.uploads import evidence_dir, store_upload
 from tests.campaigns.helpers import counted_queries, started_campaign
+from tests.conftest import at_once
 from tests.privacy.conftest import PDF
 
 
@@ -120,7 +121,6 @@ def test_identified_answers_are_not_mixed(app_ctx, alumni, create_stakeholder, m
 def test_people_answering_at_once_are_all_stored(app, app_ctx, alumni, create_stakeholder, monkeypatch):
     """Submissions mixing the same earlier answers at the same moment skip each other's
     rows: none fails, none is lost, none is stored twice."""
-    import threading
 
     campaign, invited = _anonymous(alumni, create_stakeholder, monkeypatch, 8)
     for number, invitation in enumerate(invited[:4]):  # earlier answers to be mixed
@@ -128,29 +128,18 @@ def test_people_answering_at_once_are_all_stored(app, app_ctx, alumni, create_st
                                 "en")
         db.session.commit()
     ids = [invitation.id for invitation in invited[4:]]
-    barrier, failures = threading.Barrier(len(ids)), []
+    def submit(invitation_id: int, number: int):
+        def run(ready) -> None:
+            mine = db.session.get(Invitation, invitation_id)
+            mine.campaign  # noqa: B018  (loaded before the race)
+            db.session.commit()
+            ready()
+            respond.submit_response(mine, {"activity": "seeking", "outcomes": ["none"],
+                                           "salary_change": number}, "en")
+            db.session.commit()
+        return run
 
-    def submit(invitation_id: int, number: int) -> None:
-        with app.app_context():
-            try:
-                mine = db.session.get(Invitation, invitation_id)
-                mine.campaign  # noqa: B018  (loaded before the race)
-                db.session.commit()
-                barrier.wait()
-                respond.submit_response(mine, {"activity": "seeking", "outcomes": ["none"],
-                                               "salary_change": number}, "en")
-                db.session.commit()
-            except Exception as exc:  # noqa: BLE001 — reported below
-                failures.append(repr(exc))
-            finally:
-                db.session.remove()
-
-    threads = [threading.Thread(target=submit, args=(i, 4 + n)) for n, i in enumerate(ids)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert failures == []
+    assert at_once(app, *(submit(i, 4 + n) for n, i in enumerate(ids))) == []
     db.session.expire_all()
     responses = db.session.scalars(select(Response).where(Response.campaign_id == campaign.id)).all()
     assert sorted(r.answers["salary_change"] for r in responses) == list(range(8))

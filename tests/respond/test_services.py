@@ -1,7 +1,6 @@
 """Respond services: find, open, save, submit, called directly."""
 from __future__ import annotations
 
-import threading
 from datetime import time, timedelta, timezone
 
 import pytest
@@ -11,6 +10,7 @@ from survey.campaigns.models import Campaign, Invitation, Response
 from survey.extensions import db
 from survey.respond import services
 from tests.campaigns.helpers import invitations, link_path, now, started_campaign
+from tests.conftest import at_once
 
 
 @pytest.fixture
@@ -103,26 +103,22 @@ def test_submit_with_a_stale_invitation_is_refused(app, invitation):
 
 def test_two_simultaneous_submits_store_one_answer(app, invitation):
     invited = invitation()
-    barrier = threading.Barrier(2)
     results = []
 
     def submit(value):
-        with app.app_context():
+        def run(ready) -> None:
             mine = db.session.get(Invitation, invited.id)
             mine.campaign  # noqa: B018  (loaded before the race)
-            barrier.wait()
+            ready()
             try:
                 services.submit_response(mine, {"activity": value}, "en")
                 db.session.commit()
                 results.append(("ok", value))
             except services.AlreadySubmitted:
                 results.append(("refused", value))
+        return run
 
-    threads = [threading.Thread(target=submit, args=(v,)) for v in ("seeking", "volunteering")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    assert at_once(app, submit("seeking"), submit("volunteering"), timeout=60) == []
     assert sorted(kind for kind, _ in results) == ["ok", "refused"]
     winner = next(value for kind, value in results if kind == "ok")
     [response] = _responses(invited.campaign_id)
