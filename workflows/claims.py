@@ -51,5 +51,5 @@ def transition(claim, to: str, *, actor, reason: str = "", decided_by=None, data
         claim.decision_reason = reason or None
     elif to == "revoked":
         claim.revoked_reason = reason
-    record("transition", f"claim:{claim.id}", actor=actor, from_state=before, to_state=to, reason=reason,
+    record("transition", claim, actor=actor, from_state=before, to_state=to, reason=reason,
            data=data)

@@ -42,10 +42,11 @@ def actor_of(user) -> tuple[int | None, str]:
     return user.id, f"user:{user.id}"
 
 
-def record(action: str, subject: str, *, actor=None, from_state: str | None = None,
+def record(action: str, subject, *, actor=None, from_state: str | None = None,
            to_state: str | None = None, reason: str = "", data: dict | None = None) -> None:
     """Add one event to the chain when the caller's transaction commits (and only if it
-    does): see ``_append``."""
+    does): see ``_append``. ``subject`` is "kind:id", or a model with an ``audit_subject``
+    (a claim): named at the commit, so it may be one not written yet."""
     actor_id, actor_label = actor_of(actor)
     db.session.info.setdefault(PENDING, []).append(
         {"actor_id": actor_id, "actor": actor_label, "action": action, "subject": subject,
@@ -68,6 +69,11 @@ def _append(session: Session) -> None:
     pending = session.info.pop(PENDING, None)
     if not pending:
         return
+    if any(not isinstance(fields["subject"], str) for fields in pending):
+        session.flush()  # the models named by subject get their ids
+        for fields in pending:
+            if not isinstance(fields["subject"], str):
+                fields["subject"] = fields["subject"].audit_subject
     bump = (update(AuditHead).where(AuditHead.id == 1).values(last_id=AuditHead.last_id + len(pending))
             .returning(AuditHead.last_id, AuditHead.last_hash))
     head = session.execute(bump).one_or_none()

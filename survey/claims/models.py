@@ -67,6 +67,11 @@ class Claim(db.Model):
     evidence: Mapped[list["Evidence"]] = relationship(back_populates="claim", order_by="Evidence.id")
     reviews: Mapped[list["Review"]] = relationship(back_populates="claim", order_by="Review.id")
 
+    @property
+    def audit_subject(self) -> str:
+        """What the audit trail calls it (survey.audit.chain.record)."""
+        return f"claim:{self.id}"
+
 
 class Evidence(db.Model):
     """One piece of evidence: a file, a link or an employer contact."""

@@ -70,13 +70,12 @@ def create_claims(response: Response, stakeholder_id: int) -> list[Claim]:
     for outcome in claimed_outcomes(definition, answers):
         nonce = secrets.token_hex(16)
         claim = Claim(response_id=response.id, campaign_id=response.campaign_id, stakeholder_id=stakeholder_id,
-                      outcome_type=outcome, details=details,
+                      outcome_type=outcome, details=details, state="submitted",
                       attribution=attribution if isinstance(attribution, int) else None,
                       token_nonce=nonce, token_hash=hash_token(claim_token(nonce)),
                       reviews=[])  # a new claim has none: no query to find that out
-        db.session.add(claim)
-        db.session.flush()
-        record("claim_created", f"claim:{claim.id}", actor="respondent", to_state="submitted",
+        db.session.add(claim)  # not flushed yet: it goes in once in review (start_review), one INSERT
+        record("claim_created", claim, actor="respondent", to_state="submitted",
                data={"outcome_type": outcome, "response": str(response.id)})
         if isinstance(answers.get("evidence_file"), dict):
             add_file_evidence(claim, answers["evidence_file"], actor="respondent")
@@ -91,6 +90,7 @@ def create_claims(response: Response, stakeholder_id: int) -> list[Claim]:
 def start_review(claim: Claim) -> None:
     """Submitted → in review, with its reviewers."""
     transition(claim, "in_review", actor="system")
+    db.session.flush()  # a new claim is written once, already in review (no INSERT then UPDATE)
     assign_reviewers(claim)
 
 
@@ -129,11 +129,10 @@ def excluded(user: User, claimant: Stakeholder) -> str | None:
 def eligible_reviewers(claim: Claim) -> list[User]:
     """Committee members who may review this claim, least loaded first."""
     conflicted = select(Conflict.user_id).where(Conflict.stakeholder_id == claim.stakeholder_id)
-    already = select(Review.reviewer_id).where(Review.claim_id == claim.id)
-    members = db.session.scalars(
-        select(User).where(User.role == REVIEWER_ROLE, User.active.is_(True),
-                           User.id.not_in(conflicted), User.id.not_in(already))
-    ).all()
+    already = {review.reviewer_id for review in claim.reviews}  # loaded by the callers anyway
+    members = [user for user in db.session.scalars(
+        select(User).where(User.role == REVIEWER_ROLE, User.active.is_(True), User.id.not_in(conflicted))
+    ) if user.id not in already]
     if not members:
         return []
     load = reviewer_load()
