@@ -134,6 +134,8 @@ def submit_response(invitation: Invitation, answers: dict, locale: str) -> Respo
                         ("opened_at", invitation.opened_at or now)):
         set_committed_value(invitation, name, value)  # what the UPDATE wrote, without reading it back
     campaign: Campaign = invitation.campaign
+    # Read again, now that the UPDATE holds the invitation: a "save" that committed while
+    # we waited for it made a draft the caller's earlier read did not see.
     response = draft_for(invitation)
     if campaign.privacy == "anonymous":
         # Nothing may tie the answer to the person: no link, and no time of its own. Even
