@@ -57,11 +57,10 @@ def recipients_page(campaign_id: int, *, page: int = 1, per_page: int = PER_PAGE
         conditions.append(func.lower(Stakeholder.email).contains(search, autoescape=True))
 
     joined = select(Invitation, Stakeholder).join(Stakeholder, Stakeholder.id == Invitation.stakeholder_id)
-    total = db.session.scalar(
-        select(func.count(Invitation.id))
-        .join(Stakeholder, Stakeholder.id == Invitation.stakeholder_id)
-        .where(*conditions)
-    ) or 0
+    counted = select(func.count(Invitation.id))
+    if search:  # every invitation has its person: the join only matters to search their address
+        counted = counted.join(Stakeholder, Stakeholder.id == Invitation.stakeholder_id)
+    total = db.session.scalar(counted.where(*conditions)) or 0
     rows = db.session.execute(
         joined.where(*conditions).order_by(Invitation.id).limit(per_page).offset((page - 1) * per_page)
     ).all()
