@@ -65,21 +65,24 @@ class Day:
 
 
 def funnel_by_day(campaign: Campaign) -> list[Day]:
-    """Cumulative counts per day (UTC) from the first invitation to today or the close;
-    one GROUP BY per stage."""
-    per_day: dict[str, dict[date, int]] = {}
-    first: date | None = None
-    for name, column, _colour, _dash in STAGES:
-        day = func.date(column)
-        rows = db.session.execute(
-            select(day, func.count()).where(Invitation.campaign_id == campaign.id, column.is_not(None))
-            .group_by(day)
-        ).all()
-        per_day[name] = {_as_date(d): count for d, count in rows}
-        if per_day[name]:
-            first = min([first, *per_day[name]] if first else per_day[name])
-    if first is None:
+    """Cumulative counts per day (UTC) from the first invitation to today or the close.
+
+    One pass over the invitations, grouped by the day of each stage together: people
+    move through the stages on a few days, so the groups are few, and a million
+    invitations are read once instead of once per stage."""
+    days_of = [func.date(column) for _name, column, _colour, _dash in STAGES]
+    per_day: dict[str, dict[date, int]] = {name: {} for name, *_ in STAGES}
+    for *stage_days, count in db.session.execute(
+        select(*days_of, func.count()).where(Invitation.campaign_id == campaign.id).group_by(*days_of)
+    ):
+        for (name, *_), day in zip(STAGES, stage_days):
+            if day is not None:
+                day = _as_date(day)
+                per_day[name][day] = per_day[name].get(day, 0) + count
+    known = [day for counts in per_day.values() for day in counts]
+    if not known:
         return []
+    first = min(known)
     last = min(utcnow(), campaign.closes_at).date()
     first = max(first, last - timedelta(days=MAX_DAYS - 1))
     days, running = [], {name: 0 for name, *_ in STAGES}
