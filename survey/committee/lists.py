@@ -133,14 +133,17 @@ def _days(since: datetime, now: datetime) -> int:
     return max((now - since).days, 0)
 
 
-def chair_pending_ids():
+def chair_pending_ids(among: list[int] | None = None):
     """SELECT of the ids of claims whose current votes the policy sends to the chair:
     every active reviewer of the current round has voted, nobody asked for evidence,
-    and the votes neither prove nor reject the claim (``Policy.outcome`` == "chair")."""
+    and the votes neither prove nor reject the claim (``Policy.outcome`` == "chair").
+    ``among``: only these claims (a page of a list), read through their reviews' index."""
     policy = Policy.configured()
     every = aliased(Review)
-    rounds = (select(every.claim_id.label("claim_id"), func.max(every.round).label("round"))
-              .group_by(every.claim_id).subquery())
+    rounds = select(every.claim_id.label("claim_id"), func.max(every.round).label("round"))
+    if among is not None:
+        rounds = rounds.where(every.claim_id.in_(among))
+    rounds = rounds.group_by(every.claim_id).subquery()
     review = aliased(Review)
     under_review = aliased(Claim)
 
@@ -236,20 +239,28 @@ def claims_page(filters: Filters, *, per_page: int = PER_PAGE, now: datetime | N
         return (stmt.select_from(Claim).join(Stakeholder, Stakeholder.id == Claim.stakeholder_id)
                 .join(Campaign, Campaign.id == Claim.campaign_id).where(*conditions))
 
-    total = int(db.session.scalar(joined(select(func.count(Claim.id)))) or 0)
+    # Every claim has its claimant and campaign: the count joins the claimants only to
+    # filter by programme (a chair's list of 400,000 claims: 240 ms with the joins, 20 without).
+    counted = select(func.count(Claim.id)).select_from(Claim)
+    if filters.programme:
+        counted = counted.join(Stakeholder, Stakeholder.id == Claim.stakeholder_id)
+    total = int(db.session.scalar(counted.where(*conditions)) or 0)
     page = _clamp(filters.page, total, per_page)
     order = [Claim.created_at, Claim.id]
     if filters.sort == "type":
         order.insert(0, Claim.outcome_type)
     rows = db.session.execute(
-        joined(select(Claim, Stakeholder, Campaign.name, awaiting_chair_clause().label("awaiting"),
-                      votes.label("votes"), reviewers.label("reviewers"), overdue.label("overdue")))
+        joined(select(Claim, Stakeholder, Campaign.name, votes.label("votes"), reviewers.label("reviewers"),
+                      overdue.label("overdue")))
         .order_by(*order).limit(per_page).offset((page - 1) * per_page)
     ).all()
+    # which of the page's claims await the chair: their votes only, not every claim's
+    in_review = [claim.id for claim, *_rest in rows if claim.state == "in_review"]
+    awaiting = set(db.session.scalars(chair_pending_ids(among=in_review))) if in_review else set()
     items = [Row(claim=claim, claimant=claimant, campaign_name=name, age_days=_days(claim.created_at, now),
-                 overdue=bool(is_overdue), awaiting_chair=bool(awaiting), votes=int(voted or 0),
+                 overdue=bool(is_overdue), awaiting_chair=claim.id in awaiting, votes=int(voted or 0),
                  reviewers=int(count or 0))
-             for claim, claimant, name, awaiting, voted, count, is_overdue in rows]
+             for claim, claimant, name, voted, count, is_overdue in rows]
     return Page(items=items, page=page, per_page=per_page, total=total, filters=replace(filters, page=page))
 
 
