@@ -34,6 +34,7 @@ class Claim(db.Model):
                         name="decision_has_time"),
         CheckConstraint("state <> 'revoked' OR revoked_reason IS NOT NULL", name="revocation_has_reason"),
         Index("ix_claims_state_created_at", "state", "created_at"),
+        Index("ix_claims_created_at_id", "created_at", "id"),  # the chair's list, oldest first
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
