@@ -123,6 +123,9 @@ class Config:
     #: to the least loaded) before counting again, in seconds; its own assignments, votes
     #: and decisions show at once.
     REVIEWER_LOAD_SECONDS = float(os.environ.get("REVIEWER_LOAD_SECONDS", "10"))
+    #: How long a process reuses the campaigns and programmes offered as filters on the
+    #: list of every claim (reading them is a pass over every claim), in seconds.
+    FILTER_OPTIONS_SECONDS = float(os.environ.get("FILTER_OPTIONS_SECONDS", "60"))
     POLICY_APPROVALS_TO_PROVE = int(os.environ.get("POLICY_APPROVALS_TO_PROVE", "2"))
     POLICY_REJECTIONS_TO_REJECT = int(os.environ.get("POLICY_REJECTIONS_TO_REJECT", "2"))
     REVIEW_DEADLINE_DAYS = float(os.environ.get("REVIEW_DEADLINE_DAYS", "7"))

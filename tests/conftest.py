@@ -74,6 +74,7 @@ from flask_migrate import upgrade  # noqa: E402
 
 from survey import create_app  # noqa: E402
 from survey.claims.services import forget_reviewer_load  # noqa: E402
+from survey.committee.lists import forget_filter_options  # noqa: E402
 from survey.extensions import db  # noqa: E402
 
 pytest_plugins = ["tests.factories"]
@@ -98,6 +99,7 @@ def wipe_tables() -> None:
     """Empty every table (the schema stays, as migrated). Needs an app context."""
     db.session.remove()
     forget_reviewer_load()  # a count of the rows about to go
+    forget_filter_options()
     with db.engine.begin() as conn:
         postgresql = conn.dialect.name == "postgresql"
         if postgresql:

@@ -104,6 +104,19 @@ def test_the_list_filters_and_shows_the_vote_count(three, make_claims, chair):
     assert _claim_ids(_html(chair.get(f"{LIST}?sort=type"))) == [split.id, fresh.id, ux.id]
 
 
+def test_the_filters_offer_a_new_programme_once_the_kept_options_are_old(three, make_claims, chair, app,
+                                                                      monkeypatch):
+    make_claims(programme="Data Analyst")
+    assert '<option value="Data Analyst"' in _html(chair.get(LIST))
+    make_claims(programme="UX Design")
+    html = _html(chair.get(LIST))  # the options read a moment ago are kept…
+    assert '<option value="UX Design"' not in html
+    assert len(_claim_ids(html)) == 2  # …not the claims: the list itself is always current
+    monkeypatch.setitem(app.config, "FILTER_OPTIONS_SECONDS", 0)  # …until FILTER_OPTIONS_SECONDS have passed
+    html = _html(chair.get(LIST))
+    assert '<option value="Data Analyst"' in html and '<option value="UX Design"' in html
+
+
 # ---------------------------------------------------------------------- decide, revoke
 
 def test_the_chair_decides_a_claim_with_a_reason(three, make_claims, chair):
