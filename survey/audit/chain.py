@@ -104,36 +104,47 @@ def _forget(session: Session) -> None:
 @dataclass
 class Verification:
     ok: bool
+    #: events whose hash was recomputed
     checked: int
     #: the first event whose link is broken, and why
     broken_id: int | None = None
     problem: str = ""
+    #: the last event found intact (0 and GENESIS: none), where a later check can start
+    through_id: int = 0
+    through_hash: str = GENESIS
 
 
-def verify(batch: int = 5000) -> Verification:
-    """Recompute the chain from the first event; stop at the first broken link."""
-    prev_hash, expected_id, checked = GENESIS, 1, 0
-    last_id = 0
+def verify(batch: int = 5000, *, after: tuple[int, str] = (0, GENESIS)) -> Verification:
+    """Recompute the chain's hashes in order; stop at the first broken link.
+
+    ``after``: the id and hash of an event already found intact (a stored check's
+    ``through_id`` and ``through_hash``): start with the event after it. Rows are read as
+    plain tuples, a batch at a time: memory stays flat whatever the chain's length."""
+    last_id, prev_hash = after
+    checked = 0
+    table = AuditEvent.__table__
+    columns = [table.c[name] for name in (
+        "id", "at", "actor_id", "actor", "action", "subject", "from_state", "to_state", "reason", "data",
+        "prev_hash", "hash")]
+
+    def broken(event_id: int, problem: str) -> Verification:
+        return Verification(False, checked, event_id, problem, last_id, prev_hash)
+
     while True:
-        events = db.session.scalars(
-            select(AuditEvent).where(AuditEvent.id > last_id).order_by(AuditEvent.id).limit(batch)
-        ).all()
-        if not events:
+        rows = db.session.execute(select(*columns).where(table.c.id > last_id).order_by(table.c.id).limit(batch)).all()
+        if not rows:
             break
-        for event in events:
-            if event.id != expected_id:
-                return Verification(False, checked, expected_id, f"event {expected_id} is missing")
-            if event.prev_hash != prev_hash:
-                return Verification(False, checked, event.id, "its previous hash does not match the event before")
-            digest = _digest(prev_hash, event.id, event.at, event.actor_id, event.actor, event.action,
-                             event.subject, event.from_state, event.to_state, event.reason, event.data)
-            if digest != event.hash:
-                return Verification(False, checked, event.id, "its content does not match its hash")
-            prev_hash, expected_id, checked = event.hash, expected_id + 1, checked + 1
-        last_id = events[-1].id
-        db.session.expire_all()
+        for event_id, at, actor_id, actor, action, subject, from_state, to_state, reason, data, prev, digest in rows:
+            if event_id != last_id + 1:
+                return broken(last_id + 1, f"event {last_id + 1} is missing")
+            if prev != prev_hash:
+                return broken(event_id, "its previous hash does not match the event before")
+            if _digest(prev_hash, event_id, at, actor_id, actor, action, subject, from_state, to_state, reason,
+                       data) != digest:
+                return broken(event_id, "its content does not match its hash")
+            last_id, prev_hash, checked = event_id, digest, checked + 1
     head = db.session.get(AuditHead, 1)
-    if head is not None and (head.last_id != checked or head.last_hash != prev_hash):
-        return Verification(False, checked, checked + 1 if head.last_id > checked else checked,
-                            "events after it are missing (the chain's head is further on)")
-    return Verification(True, checked)
+    if head is not None and (head.last_id != last_id or head.last_hash != prev_hash):
+        return broken(last_id + 1 if head.last_id > last_id else last_id,
+                      "events after it are missing (the chain's head is further on)")
+    return Verification(True, checked, through_id=last_id, through_hash=prev_hash)
