@@ -71,11 +71,11 @@ def funnel_by_day(campaign: Campaign) -> list[Day]:
     move through the stages on a few days, so the groups are few, and a million
     invitations are read once instead of once per stage."""
     days_of = [func.date(column) for _name, column, _colour, _dash in STAGES]
-    per_day: dict[str, dict[date, int]] = {name: {} for name, *_ in STAGES}
+    per_day: dict[str, dict[date, int]] = {name: {} for name, *_rest in STAGES}
     for *stage_days, count in db.session.execute(
         select(*days_of, func.count()).where(Invitation.campaign_id == campaign.id).group_by(*days_of)
     ):
-        for (name, *_), day in zip(STAGES, stage_days):
+        for (name, *_rest), day in zip(STAGES, stage_days):
             if day is not None:
                 day = _as_date(day)
                 per_day[name][day] = per_day[name].get(day, 0) + count
