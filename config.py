@@ -154,6 +154,11 @@ class Config:
     RETENTION_CONTACT_DAYS = int(os.environ.get("RETENTION_CONTACT_DAYS", "1095"))
     #: How often beat applies the retention policy, in seconds (a day).
     RETENTION_INTERVAL = float(os.environ.get("RETENTION_INTERVAL", "86400"))
+    #: How often the whole audit chain is checked from its first event (seconds); the trail's
+    #: page recomputes only the events after the last check. A check not finished after
+    #: AUDIT_CHECK_LEASE seconds had its worker die: beat starts another.
+    AUDIT_CHECK_INTERVAL = float(os.environ.get("AUDIT_CHECK_INTERVAL", "86400"))
+    AUDIT_CHECK_LEASE = float(os.environ.get("AUDIT_CHECK_LEASE", "3600"))
 
     CELERY = {
         **broker_settings(),

@@ -15,7 +15,9 @@ from survey.extensions import db
 def tick() -> None:
     """Start due campaigns, recover abandoned sends, open and close campaigns, and start
     the senders when emails or reminders are due (the senders queue the reminders, a
-    batch at a time). Every step is idempotent: two beats running at once do no harm."""
+    batch at a time); ask for the audit chain's check when one is due. Every step is
+    idempotent: two beats running at once do no harm."""
+    from survey.audit.checks import check_due, start_check
     from survey.campaigns import services as campaigns
     from survey.mail import sending
 
@@ -23,6 +25,10 @@ def tick() -> None:
         start_campaign.delay(campaign_id)
     for campaign_id in campaigns.campaigns_to_resume_inviting():
         invite_audience.delay(campaign_id)
+    if check_due():
+        check = start_check("beat")
+        db.session.commit()
+        check_audit_chain.delay(check.id)
     sending.release_expired_leases()
     campaigns.close_due_campaigns()  # first: a closed campaign gets no more reminders
     campaigns.open_sent_campaigns()
@@ -52,6 +58,15 @@ def apply_retention() -> None:
 
     removed = purge().counts
     current_app.logger.info("retention policy applied: %s", ", ".join(f"{k} {v}" for k, v in removed.items()))
+
+
+@shared_task(name="workflows.tasks.check_audit_chain")
+def check_audit_chain(check_id: int) -> None:
+    """Check the whole audit chain from its first event and keep the result (beat asks
+    for one every AUDIT_CHECK_INTERVAL); the trail's page builds on the last one."""
+    from survey.audit.checks import run_check
+
+    run_check(check_id)
 
 
 @shared_task(name="workflows.tasks.start_campaign")

@@ -24,7 +24,8 @@ import click
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from survey.audit.chain import record, verify
+from survey.audit.chain import record
+from survey.audit.checks import run_check, start_check
 from survey.audit.models import AuditEvent, AuditHead
 from survey.extensions import db
 
@@ -75,8 +76,11 @@ def _os_user() -> str:
 
 @audit_cli.command("verify")
 def verify_command() -> None:
-    """Recompute every hash from the first event; exit 1 at the first broken link."""
-    result = verify()
+    """Recompute every hash from the first event; exit 1 at the first broken link. The
+    result is kept: the trail's page builds on it, as on beat's daily check."""
+    check = start_check("cli")
+    db.session.commit()
+    result = run_check(check.id)
     if result.ok:
         click.echo(f"audit chain OK: {result.checked} events")
         return

@@ -44,3 +44,31 @@ class AuditHead(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     last_id: Mapped[int] = mapped_column(BigInteger().with_variant(db.Integer, "sqlite"), default=0)
     last_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditCheck(db.Model):
+    """A check of the whole chain from its first event, and what it found.
+
+    Beat runs one every AUDIT_CHECK_INTERVAL and ``flask audit verify`` records its own.
+    The trail's page shows the last one and recomputes only the events after it, so it
+    costs the same at a thousand events or ten million."""
+
+    __tablename__ = "audit_checks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: "beat" or "cli"
+    run_by: Mapped[str] = mapped_column(String(40))
+    #: when beat asked for it (a worker runs it) or the CLI started it
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: NULL until it has its result (for good if its worker died: beat asks for another
+    #: once it is AUDIT_CHECK_LEASE old)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ok: Mapped[bool | None] = mapped_column()
+    #: events whose hash was recomputed
+    checked: Mapped[int | None] = mapped_column(BigInteger().with_variant(db.Integer, "sqlite"))
+    #: the last event found intact: where the page's check of later events starts
+    through_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(db.Integer, "sqlite"))
+    through_hash: Mapped[str | None] = mapped_column(String(64))
+    #: the first broken event, and why (``verify``'s words)
+    broken_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(db.Integer, "sqlite"))
+    problem: Mapped[str] = mapped_column(Text, default="")

@@ -1,5 +1,6 @@
 """The auditor's view of the trail: read-only, newest first, filtered by subject and action,
-with the chain's verification at the top. Claims themselves are read on the committee pages."""
+with the chain's verification at the top (the last whole-chain check, and the events after
+it recomputed now: survey.audit.checks). Claims themselves are read on the committee pages."""
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
 from survey.accounts.models import User
-from survey.audit.chain import verify
+from survey.audit.checks import current
 from survey.audit.models import AuditEvent
 from survey.campaigns.recipients import page_links
 from survey.core.authorisation import allowed
@@ -43,8 +44,8 @@ def explain(problem: str) -> str:
 @bp.route("/")
 @allowed("read", "audit")
 def trail():
-    # First: verifying reads the whole chain and expires what the session holds.
-    verification = verify()
+    chain = current()  # the last stored check, and the events after it
+    verification = chain.verification
     subject = request.args.get("subject", "").strip()[:100]
     action = request.args.get("action", "").strip()[:40]
     conditions = []
@@ -68,5 +69,6 @@ def trail():
         actions=actions, subject=subject, action=action,
         details={event.id: json.dumps(event.data, ensure_ascii=False, sort_keys=True) for event in events},
         total=total, page=page, pages=pages, links=page_links(page, pages),
-        verification=verification, problem=explain(verification.problem) if not verification.ok else "",
+        verification=verification, check=chain.check, since=chain.since,
+        problem=explain(verification.problem) if not verification.ok else "",
     )
