@@ -2,9 +2,10 @@
 
 ``queue_page`` is a member's queue (their active reviews, to vote on, voted, or
 closed); ``claims_page`` is every claim, for the chair and the auditor. Each page
-is one query joining claims, claimants and campaigns (plus one count), whatever
-its size. "Awaiting the chair" is computed in SQL with the same policy as
-``survey.claims.services.awaiting_chair``, so it can be filtered and paginated.
+is one query joining claims, claimants and campaigns (plus one count, and for the
+chair's list one read of the page's votes), whatever its size. "Awaiting the chair"
+is computed in SQL with the same policy as ``survey.claims.services.awaiting_chair``,
+so it can be filtered and paginated.
 """
 from __future__ import annotations
 
@@ -275,7 +276,7 @@ class FilterOptions:
     programmes: list[str]
 
 
-#: where a process keeps the chair's filter options, and when it read them
+#: where a process keeps each list's filter options (None: the chair's; a member's id), and when it read them
 _OPTIONS = "attest.claim_filter_options"
 
 
@@ -295,7 +296,7 @@ def filter_options(reviewer=None) -> FilterOptions:
 
 
 def forget_filter_options() -> None:
-    """Read the chair's filter options again at the next view (the data went away)."""
+    """Read every list's filter options again at its next view (the data went away)."""
     current_app.extensions.pop(_OPTIONS, None)
 
 
