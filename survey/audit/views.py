@@ -32,6 +32,8 @@ PROBLEMS = {
         _l("events after it are missing (the chain's head is further on)"),
 }
 MISSING = re.compile(r"event (\d+) is missing")
+#: who ran a stored whole-chain check (AuditCheck.run_by), in words the page can translate
+RUN_BY = {"beat": _l("scheduled"), "cli": _l("flask audit verify")}
 
 
 def explain(problem: str) -> str:
@@ -70,5 +72,6 @@ def trail():
         details={event.id: json.dumps(event.data, ensure_ascii=False, sort_keys=True) for event in events},
         total=total, page=page, pages=pages, links=page_links(page, pages),
         verification=verification, check=chain.check, since=chain.since,
+        check_by=RUN_BY.get(chain.check.run_by, chain.check.run_by) if chain.check else "",
         problem=explain(verification.problem) if not verification.ok else "",
     )

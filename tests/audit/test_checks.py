@@ -49,7 +49,7 @@ def test_the_page_recomputes_only_the_events_after_the_last_check(app_ctx, audit
     monkeypatch.setattr(checks, "verify", lambda **kw: recomputed.append(kw) or real(**kw))
     html = _trail(auditor)
     assert "The chain is intact." in html and "8 events checked from the first: every hash matches." in html
-    assert f"Last check of the whole chain from its first event: {first.finished_at:%Y-%m-%d %H:%M} UTC (cli)." in html
+    assert f"Last check of the whole chain from its first event: {first.finished_at:%Y-%m-%d %H:%M} UTC (flask audit verify)." in html
     assert "The 3 events written since were checked now." in html
     assert recomputed == [{"after": (5, first.through_hash)}]
 
@@ -74,7 +74,7 @@ def test_an_event_changed_before_the_last_check_shows_at_the_next_check(app_ctx,
     assert (second.ok, second.broken_id) == (False, 2)
     html = _trail(auditor)
     assert "The chain is broken at event 2: its content does not match its hash." in html
-    assert f"Found by the check of the whole chain of {second.finished_at:%Y-%m-%d %H:%M} UTC (beat)" in html
+    assert f"Found by the check of the whole chain of {second.finished_at:%Y-%m-%d %H:%M} UTC (scheduled)" in html
 
 
 def test_beat_asks_for_a_check_when_none_ran_for_the_interval_or_one_died(app_ctx, app, monkeypatch):
