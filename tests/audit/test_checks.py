@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, update
 
-from survey.audit import checks
+from survey.audit import chain, checks
 from survey.audit.chain import record, verify
 from survey.audit.models import AuditCheck, AuditEvent
 from survey.core.types import utcnow
@@ -77,7 +78,7 @@ def test_an_event_changed_before_the_last_check_shows_at_the_next_check(app_ctx,
     assert f"Found by the check of the whole chain of {second.finished_at:%Y-%m-%d %H:%M} UTC (scheduled)" in html
 
 
-def test_beat_asks_for_a_check_when_none_ran_for_the_interval_or_one_died(app_ctx, app, monkeypatch):
+def test_beat_asks_for_a_check_when_none_ran_for_the_interval_or_one_died(app_ctx, app):
     assert checks.check_due()  # never checked
     _events(2)
     _check()
@@ -105,7 +106,7 @@ def test_a_check_run_twice_keeps_its_first_result(app_ctx):
         3, finished)
 
 
-def test_events_written_while_a_check_runs_are_left_to_the_next(app):
+def test_events_written_while_a_check_runs_are_left_to_the_next(app, monkeypatch):
     """The check covers the chain as its head stood when it began: an event appended while
     it runs (head and event in one commit) is left whole to the next check, never half seen."""
     with app.app_context():
@@ -122,7 +123,7 @@ def test_events_written_while_a_check_runs_are_left_to_the_next(app):
         appended.set()
 
     with app.app_context():
-        real = checks.verify.__globals__["_digest"]
+        real = chain._digest
         checking = threading.current_thread()
 
         def digest_then_append(*args):  # the appender hashes its event too: only the check waits
@@ -131,11 +132,9 @@ def test_events_written_while_a_check_runs_are_left_to_the_next(app):
                 assert appended.wait(10)
             return real(*args)
 
-        checks.verify.__globals__["_digest"] = digest_then_append
-        try:
-            result = verify(batch=2)
-        finally:
-            checks.verify.__globals__["_digest"] = real
+        monkeypatch.setattr(chain, "_digest", digest_then_append)
+        result = verify(batch=2)
+        monkeypatch.undo()
         assert (result.ok, result.checked) == (True, 4)
         assert verify().checked == 5 and db.session.scalar(select(AuditEvent.id).order_by(AuditEvent.id.desc())) == 5
 
@@ -156,6 +155,6 @@ def test_a_real_beat_and_worker_check_the_chain(app, app_ctx, background):
     while checks.last_check() is None:
         assert utcnow() < deadline, "beat and the worker did not check the chain"
         db.session.expire_all()
-        threading.Event().wait(0.2)
+        time.sleep(0.2)
     kept = checks.last_check()
     assert (kept.run_by, kept.ok, kept.checked) == ("beat", True, 6)
