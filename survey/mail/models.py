@@ -35,7 +35,7 @@ class OutboxMessage(db.Model):
         CheckConstraint(f"(kind IN {STAFF_KINDS!r}) = (user_id IS NOT NULL)", name="staff_has_user"),
         CheckConstraint("status <> 'sending' OR lease_until IS NOT NULL", name="sending_has_lease"),
         CheckConstraint("status <> 'sent' OR sent_at IS NOT NULL", name="sent_has_time"),
-        Index("ix_outbox_messages_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_outbox_messages_status_next_attempt_at_id", "status", "next_attempt_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

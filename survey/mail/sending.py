@@ -90,29 +90,30 @@ def unsubscribe_link(token: str) -> str:
 
 
 def claim_due(limit: int, only_id: int | None = None) -> list[int]:
-    """Take up to ``limit`` due rows (or just ``only_id``) for this worker; no two workers
-    get the same row.
+    """Take up to ``limit`` due rows (or just ``only_id``), first due first, for this
+    worker; no two workers get the same row.
 
-    Two statements, not ``UPDATE … WHERE id IN (SELECT … LIMIT n FOR UPDATE SKIP
-    LOCKED)``: PostgreSQL may run that subquery again for each row it updates
-    (a nested-loop semi-join), and each run skips the rows just updated, so one
-    worker took the whole queue whatever the limit. Here the SELECT locks at most
-    ``limit`` rows (on PostgreSQL; SQLite has one writer at a time), and the UPDATE
-    only takes those still queued, so a row is claimed once even without locks.
+    One statement: a CTE picks and locks the rows (``FOR UPDATE SKIP LOCKED`` on
+    PostgreSQL; SQLite has one writer at a time) and the UPDATE joins it by primary
+    key. The CTE is MATERIALIZED so that it runs once: as ``WHERE id IN (subquery)``
+    PostgreSQL may run the subquery again for each row it updates, each run skipping
+    the rows just updated, and one worker took the whole queue whatever the limit.
+    Both halves read an index and stop after ``limit`` rows, however many are queued
+    and whatever the planner believes of them: the queue fills faster than autovacuum
+    analyses it, and as ``WHERE id IN (…) AND status = 'queued'`` the planner, told
+    that few rows are queued, read every queued row for each batch (85 ms a batch
+    with 100,000 queued).
     """
     now = utcnow()
-    due = select(OutboxMessage.id).where(OutboxMessage.status == "queued",
-                                         OutboxMessage.next_attempt_at <= now)
+    due = select(OutboxMessage.id).where(OutboxMessage.status == "queued", OutboxMessage.next_attempt_at <= now)
     if only_id is not None:
         due = due.where(OutboxMessage.id == only_id)
-    ids = db.session.scalars(due.order_by(OutboxMessage.id).limit(limit).with_for_update(skip_locked=True)).all()
-    if not ids:
-        db.session.commit()
-        return []
+    due = (due.order_by(OutboxMessage.next_attempt_at, OutboxMessage.id).limit(limit)
+           .with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED"))
     lease_until = now + timedelta(seconds=current_app.config["MAIL_LEASE_SECONDS"])
     claimed = db.session.scalars(
         update(OutboxMessage)
-        .where(OutboxMessage.id.in_(ids), OutboxMessage.status == "queued")
+        .where(OutboxMessage.id == due.c.id)
         .values(status="sending", lease_until=lease_until, attempts=OutboxMessage.attempts + 1)
         .returning(OutboxMessage.id)
     ).all()

@@ -508,6 +508,20 @@ def test_expired_lease_goes_back_to_the_queue(app, alumni, create_stakeholder, s
     assert {person.email, other.email} >= {_recipient(m) for m in smtp.messages}
 
 
+def test_a_sender_takes_a_batch_of_the_first_due(app, alumni, create_stakeholder, smtp, monkeypatch):
+    [create_stakeholder() for _ in range(5)]
+    campaign = started_campaign(alumni, monkeypatch)
+    ids = sorted(r.id for r in _rows(campaign.id))
+    # The newest row is a retry due an hour ago: it goes before those queued since.
+    db.session.execute(update(OutboxMessage).where(OutboxMessage.id == ids[-1])
+                       .values(next_attempt_at=now() - timedelta(hours=1)))
+    db.session.commit()
+    assert claim_due(2) == sorted([ids[-1], ids[0]])
+    assert claim_due(10) == ids[1:-1]  # the rest, once each
+    assert claim_due(10) == []
+    assert {r.status for r in _rows(campaign.id)} == {"sending"}
+
+
 def test_a_worker_stalled_past_its_lease_leaves_the_rows_others_took(app, alumni, create_stakeholder, smtp,
                                                                      monkeypatch):
     from survey.mail import sending
