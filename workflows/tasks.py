@@ -71,11 +71,13 @@ def check_audit_chain(check_id: int) -> None:
 
 @shared_task(name="workflows.tasks.start_campaign")
 def start_campaign(campaign_id: int) -> None:
+    from survey.campaigns.services import refresh_queue_statistics
     from survey.campaigns.services import start_campaign as start
 
     started = start(campaign_id)
     db.session.commit()
     if started:
+        refresh_queue_statistics()
         kick_senders()  # the first chunk's emails go out while the rest are invited
         invite_audience(campaign_id)
 

@@ -12,7 +12,7 @@ from datetime import datetime, time, timedelta
 import isodate
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import case, func, insert, literal, select, update
+from sqlalchemy import case, func, insert, literal, select, text, update
 
 from survey.audiences.models import KINDS, Stakeholder
 from survey.audiences.services import audience_conditions
@@ -257,6 +257,21 @@ def start_campaign(campaign_id: int) -> bool:
     transition(campaign, "sending")
     _invite_next_chunk(campaign, now)
     return True
+
+
+def refresh_queue_statistics() -> None:
+    """Let PostgreSQL see the queue a campaign just filled (its first chunk), before the
+    senders' first claims.
+
+    Autovacuum analyses a table once a tenth of it has changed: a campaign of 100,000
+    on an outbox of millions that had nothing queued would be sent on statistics that
+    say nothing is queued, and on those the planner takes a bitmap scan and a sort of
+    every queued row over the index that would stop after a batch (40 ms a batch at
+    60,000 queued instead of 2). A sample of each table: a fraction of a second.
+    """
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text("ANALYZE invitations, outbox_messages"))
+        db.session.commit()
 
 
 #: how long a worker inviting a campaign's audience holds it between two chunks; past
