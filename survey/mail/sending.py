@@ -593,6 +593,8 @@ def _update_outbox(rows: list[tuple], now: datetime) -> None:
     where a VALUES list would be compiled afresh each time. Elsewhere (SQLite, for
     development) a statement per row.
     """
+    if not rows:
+        return
     if db.session.get_bind().dialect.name != "postgresql":
         db.session.execute(update(OutboxMessage), [
             {"id": outbox_id, "status": status, "message_id": message_id, "smtp_reply": reply, "lease_until": None,
