@@ -12,7 +12,7 @@ from datetime import datetime, time, timedelta
 import isodate
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import case, func, insert, literal, select, text, update
+from sqlalchemy import case, func, insert, literal, select, update
 
 from survey.audiences.models import KINDS, Stakeholder
 from survey.audiences.services import audience_conditions
@@ -270,7 +270,7 @@ def refresh_queue_statistics() -> None:
     60,000 queued instead of 2). A sample of each table: a fraction of a second.
     """
     if db.session.get_bind().dialect.name == "postgresql":
-        db.session.execute(text("ANALYZE invitations, outbox_messages"))
+        db.session.connection().exec_driver_sql("ANALYZE invitations, outbox_messages")
         db.session.commit()
 
 
