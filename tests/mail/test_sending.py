@@ -311,6 +311,29 @@ def test_gives_up_after_the_last_attempt(app, alumni, create_stakeholder, smtp, 
 
 # ----------------------------------------------------------------------- hard bounces
 
+def test_each_email_of_a_batch_keeps_its_own_outcome(app, alumni, create_stakeholder, smtp, retry_base,
+                                                      monkeypatch):
+    # Outcomes are written together (one statement per flush on PostgreSQL): each row must
+    # still get its own status, reply, Message-ID and times.
+    people = [create_stakeholder() for _ in range(3)]
+    campaign = started_campaign(alumni, monkeypatch)
+    queued_at = {r.id: r.next_attempt_at for r in _rows(campaign.id)}
+    smtp.replies = ["250 OK", "451 4.3.0 try later", "550 5.7.1 refused by policy"]
+    before = now()
+    assert send_batch(100) == 3
+    sent, retried, refused = sorted(_rows(campaign.id), key=lambda r: r.id)
+    assert (sent.status, sent.lease_until, sent.next_attempt_at) == ("sent", None, queued_at[sent.id])
+    assert sent.sent_at >= before and sent.smtp_reply.startswith("250")
+    assert (retried.status, retried.sent_at, retried.attempts) == ("queued", None, 1)
+    assert retried.smtp_reply.startswith("451") and retried.next_attempt_at >= before + timedelta(seconds=retry_base)
+    assert (refused.status, refused.sent_at, refused.next_attempt_at) == ("failed", None, queued_at[refused.id])
+    assert refused.smtp_reply.startswith("550")
+    assert len({sent.message_id, retried.message_id, refused.message_id} - {None}) == 3
+    assert [_recipient(m) for m in smtp.messages] == [people[0].email]
+    assert smtp.messages[0]["message"]["Message-ID"] == sent.message_id
+    assert [i.status for i in sorted(invitations(campaign.id), key=lambda i: i.id)] == ["sent", "queued", "failed"]
+
+
 def test_hard_bounce_fails_at_once_and_suppresses_the_address(app, alumni, create_stakeholder, smtp,
                                                              retry_base, monkeypatch):
     dead = create_stakeholder(email="gone@example.org")
