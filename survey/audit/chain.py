@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import event as orm_event
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from survey.audit.models import AuditEvent, AuditHead
@@ -74,13 +74,12 @@ def _append(session: Session) -> None:
         for fields in pending:
             if not isinstance(fields["subject"], str):
                 fields["subject"] = fields["subject"].audit_subject
-    bump = (update(AuditHead).where(AuditHead.id == 1).values(last_id=AuditHead.last_id + len(pending))
-            .returning(AuditHead.last_id, AuditHead.last_hash))
-    head = session.execute(bump).one_or_none()
+    connection = session.connection()
+    head = connection.execute(_BUMP, {"count": len(pending)}).one_or_none()
     if head is None:  # the first events ever; two transactions at once must not both start the chain
         session.execute(insert_or_ignore(AuditHead).values(id=1, last_id=0, last_hash=GENESIS)
                         .on_conflict_do_nothing())
-        head = session.execute(bump).one()
+        head = connection.execute(_BUMP, {"count": len(pending)}).one()
     last_id, prev_hash = head  # the new last id, and the hash of the event before ours
     now = utcnow()
     rows = []
@@ -90,9 +89,18 @@ def _append(session: Session) -> None:
                          fields["data"])
         rows.append({"id": event_id, "at": now, "prev_hash": prev_hash, "hash": digest, **fields})
         prev_hash = digest
-    # every row with the same columns (NULLs included): one INSERT for all of them
-    session.execute(insert(AuditEvent).execution_options(render_nulls=True), rows)
-    session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_hash=prev_hash))
+    # every row has every column: one INSERT for all of them
+    connection.execute(_EVENTS, rows)
+    connection.execute(_HEAD_HASH, {"hash": prev_hash})
+
+
+# The statements of every commit that records something, built once: Core statements on
+# the tables (not the ORM's), since nothing here is an object the session tracks.
+_head, _events = AuditHead.__table__, AuditEvent.__table__
+_BUMP = (_head.update().where(_head.c.id == 1).values(last_id=_head.c.last_id + bindparam("count"))
+         .returning(_head.c.last_id, _head.c.last_hash))
+_EVENTS = _events.insert()
+_HEAD_HASH = _head.update().where(_head.c.id == 1).values(last_hash=bindparam("hash"))
 
 
 @orm_event.listens_for(Session, "after_rollback")
