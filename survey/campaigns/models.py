@@ -106,6 +106,11 @@ class Invitation(db.Model):
 
     campaign: Mapped[Campaign] = relationship()
     stakeholder: Mapped[Stakeholder] = relationship()
+    #: the saved, not yet submitted answers, if any (read with the invitation: the survey
+    #: page needs both); written through the services, never through this attribute
+    draft: Mapped[Response | None] = relationship(
+        "Response", primaryjoin="and_(Response.invitation_id == Invitation.id, Response.submitted_at.is_(None))",
+        foreign_keys="Response.invitation_id", uselist=False, viewonly=True)
 
 
 class Response(db.Model):

@@ -44,14 +44,16 @@ MAX_TOKEN_LENGTH = 100
 def find_invitation(token: str) -> Invitation | None:
     if not token or len(token) > MAX_TOKEN_LENGTH:
         return None
-    # the page needs the person, the campaign and its questionnaire: one statement for all
+    # the page needs the person, the campaign, its questionnaire and the draft: one statement
     return db.session.scalar(
         select(Invitation).where(Invitation.token_hash == hash_token(token))
-        .options(joinedload(Invitation.stakeholder),
+        .options(joinedload(Invitation.stakeholder), joinedload(Invitation.draft),
                  joinedload(Invitation.campaign).joinedload(Campaign.questionnaire)))
 
 
 def draft_for(invitation: Invitation) -> Response | None:
+    """The invitation's draft or response as the database has it now (``invitation.draft``
+    is the draft as it was read with the invitation)."""
     return db.session.scalar(select(Response).where(Response.invitation_id == invitation.id))
 
 

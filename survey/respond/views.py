@@ -51,7 +51,7 @@ def survey(token: str):
 
     locale = str(get_locale())
     definition = campaign.questionnaire.definition
-    draft = services.draft_for(invitation)
+    draft = invitation.draft
     saved = draft.answers if draft else {}
 
     def show_form(form, status=200, **extra):
