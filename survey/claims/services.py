@@ -66,15 +66,17 @@ def create_claims(response: Response, stakeholder_id: int) -> list[Claim]:
     answers = response.answers or {}
     details = {key: answers[key] for key in DETAIL_QUESTIONS if answers.get(key) not in (None, "", [])}
     attribution = answers.get("attribution")
+    claimant = db.session.get(Stakeholder, stakeholder_id)  # the page read them: no query
     claims = []
     for outcome in claimed_outcomes(definition, answers):
         nonce = secrets.token_hex(16)
         claim = Claim(response_id=response.id, campaign_id=response.campaign_id, stakeholder_id=stakeholder_id,
+                      claimant=claimant,
                       outcome_type=outcome, details=details, state="submitted",
                       attribution=attribution if isinstance(attribution, int) else None,
                       token_nonce=nonce, token_hash=hash_token(claim_token(nonce)),
                       reviews=[])  # a new claim has none: no query to find that out
-        db.session.add(claim)  # not flushed yet: it goes in once in review (start_review), one INSERT
+        db.session.add(claim)  # not flushed yet: it goes in once in review, with its reviewers
         record("claim_created", claim, actor="respondent", to_state="submitted",
                data={"outcome_type": outcome, "response": str(response.id)})
         if isinstance(answers.get("evidence_file"), dict):
@@ -88,9 +90,9 @@ def create_claims(response: Response, stakeholder_id: int) -> list[Claim]:
 
 
 def start_review(claim: Claim) -> None:
-    """Submitted → in review, with its reviewers."""
+    """Submitted → in review, with its reviewers. A new claim is written once, already in
+    review and with its reviewers: one flush, no INSERT then UPDATE."""
     transition(claim, "in_review", actor="system")
-    db.session.flush()  # a new claim is written once, already in review (no INSERT then UPDATE)
     assign_reviewers(claim)
 
 
@@ -130,9 +132,14 @@ def eligible_reviewers(claim: Claim) -> list[User]:
     """Committee members who may review this claim, least loaded first."""
     conflicted = select(Conflict.user_id).where(Conflict.stakeholder_id == claim.stakeholder_id)
     already = {review.reviewer_id for review in claim.reviews}  # loaded by the callers anyway
-    members = [user for user in db.session.scalars(
-        select(User).where(User.role == REVIEWER_ROLE, User.active.is_(True), User.id.not_in(conflicted))
-    ) if user.id not in already]
+    # Read without flushing, so that a new claim is written once, with its reviewers
+    # (start_review); but a conflict or a member changed in this transaction counts.
+    if any(isinstance(obj, (Conflict, User)) for obj in (*db.session.new, *db.session.dirty)):
+        db.session.flush()
+    with db.session.no_autoflush:
+        members = [user for user in db.session.scalars(
+            select(User).where(User.role == REVIEWER_ROLE, User.active.is_(True), User.id.not_in(conflicted))
+        ) if user.id not in already]
     if not members:
         return []
     load = reviewer_load()
@@ -188,10 +195,10 @@ def assign_reviewers(claim: Claim, count: int | None = None, *, actor="system") 
     for user in eligible_reviewers(claim)[: max(wanted - active, 0)]:
         review = Review(claim=claim, reviewer_id=user.id, round=_round(claim))
         db.session.add(review)
-        record("assignment", f"claim:{claim.id}", actor=actor, data={"reviewer": user.id})
+        record("assignment", claim, actor=actor, data={"reviewer": user.id})  # a new claim has no id yet
         _loaded(user.id)
         added.append(review)
-    db.session.flush()  # the new reviews in one INSERT
+    db.session.flush()  # the new reviews in one INSERT (and a new claim before them)
     if active + len(added) < wanted:
         current_app.logger.warning("claim %s has %s of %s reviewers", claim.id, active + len(added), wanted)
     return added

@@ -599,6 +599,21 @@ def test_the_chair_cannot_reassign_to_an_ineligible_member(reviewed, member):
     assert reviewers(claim) == [reviewed.a.id, reviewed.b.id] and audit_count() == before
 
 
+def test_a_conflict_or_a_deactivation_not_yet_written_counts_for_eligibility(reviewed, member):
+    """Reviewers are read without flushing (a new claim goes in with its reviewers), yet a
+    change made earlier in the same transaction still counts."""
+    claim, person = reviewed.claim, reviewed.person
+    assert reviewed.spare in services.eligible_reviewers(claim)
+    db.session.add(Conflict(user_id=reviewed.spare.id, stakeholder_id=person.id, reason="friend"))
+    assert reviewed.spare not in services.eligible_reviewers(claim)
+    db.session.rollback()
+    later = member()
+    db.session.commit()
+    assert later in services.eligible_reviewers(claim)
+    later.active = False
+    assert later not in services.eligible_reviewers(claim)
+
+
 def test_the_chair_reassigns_to_the_next_eligible_member(reviewed, member):
     claim, chair = reviewed.claim, reviewed.chair
     new = services.reassign(claim, review_of(claim, reviewed.b), chair=chair)
