@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import multiprocessing
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -17,24 +18,54 @@ from bench.harness import Environment, Result
 HEADER = ["Courriel", "Prénom", "Nom", "Promotion", "Parcours", "Langue"]
 
 
-def run(env: Environment, app, size: int) -> Result:
-    import psycopg
+#: import and baseline alternate this many times; the medians are compared, so a slow
+#: spell of the machine (it has them) falls on one round of each rather than on one side
+ROUNDS = 3
 
-    data.reset(env)
+
+def run(env: Environment, app, size: int) -> Result:
     folder = Path(tempfile.mkdtemp(prefix="attest-bench-import-"))
     source, valid = _audience_file(folder / "audience.csv", size)
     megabytes = source.stat().st_size / 1e6
+    copy_file = _valid_rows(source, folder / "valid.tsv")
+    imports, copies = [], []
+    for _round in range(ROUNDS):
+        data.reset(env)
+        env.psql("CHECKPOINT")  # the round before's writes are not this one's to flush
+        imports.append(_timed_import(source))
+        seconds, created, rejected, peak_kb = imports[-1]
+        assert created == valid, (created, valid)
+        env.psql("DROP TABLE IF EXISTS bench_copy")
+        env.psql("CREATE TABLE bench_copy (LIKE stakeholders INCLUDING ALL)")
+        env.psql("CHECKPOINT")
+        copies.append(_timed_copy(env, copy_file))
+    seconds, baseline = statistics.median(one[0] for one in imports), statistics.median(copies)
+    peak_kb = max(one[3] for one in imports)
+    rate, baseline_rate = size / seconds, size / baseline
+    return Result(
+        "Import", "rows/s", rate, baseline_rate,
+        "COPY of the valid rows' values into an empty copy of the table (same indexes), no checks",
+        "≥ 0.5 × baseline, memory bounded", rate >= 0.5 * baseline_rate,
+        notes=[f"{size:,} lines ({megabytes:.0f} MB): {created:,} people created, {rejected:,} lines rejected "
+               f"(bad addresses, formulas, duplicates); median of {ROUNDS} rounds, import and COPY alternating: "
+               f"import {seconds:.1f} s ({', '.join(f'{one[0]:.1f}' for one in imports)}), "
+               f"COPY {baseline:.1f} s ({', '.join(f'{one:.1f}' for one in copies)})",
+               f"peak RSS of the importing process: {peak_kb / 1024:.0f} MB"])
 
-    # The import, in a process of its own so its peak memory is its own.
+
+def _timed_import(source: Path) -> tuple[float, int, int, int]:
+    """The import, in a process of its own so that its peak memory is its own."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     process = context.Process(target=_import, args=(str(source), queue))
     process.start()
-    seconds, created, rejected, peak_kb = queue.get(timeout=3600)
+    result = queue.get(timeout=3600)
     process.join()
-    assert created == valid, (created, valid)
+    return result
 
-    copy_file = folder / "valid.tsv"
+
+def _valid_rows(source: Path, copy_file: Path) -> Path:
+    """The rows the import keeps, in COPY's text format."""
     with source.open(newline="", encoding="utf-8") as rows, copy_file.open("w") as out:
         reader = csv.reader(rows, delimiter=";")
         next(reader)
@@ -45,7 +76,12 @@ def run(env: Environment, app, size: int) -> Result:
             seen.add(email)
             attributes = '{"cohort": "%s", "programme": "%s"}' % (cohort, programme)
             out.write(f"alumnus\t{email}\t{first}\t{last}\t{language}\tEurope/Paris\t{attributes}\tnow\tnow\n")
-    env.psql("CREATE TABLE bench_copy (LIKE stakeholders INCLUDING ALL)")
+    return copy_file
+
+
+def _timed_copy(env: Environment, copy_file: Path) -> float:
+    import psycopg
+
     with psycopg.connect(env.database_url) as conn, conn.cursor() as cursor:
         started = time.monotonic()
         with cursor.copy("COPY bench_copy (kind, email, first_name, last_name, locale, timezone, attributes, "
@@ -53,15 +89,7 @@ def run(env: Environment, app, size: int) -> Result:
             while block := tsv.read(1 << 20):
                 copy.write(block)
         conn.commit()
-        baseline = time.monotonic() - started
-    rate, baseline_rate = size / seconds, size / baseline
-    return Result(
-        "Import", "rows/s", rate, baseline_rate,
-        "COPY of the valid rows' values into an empty copy of the table (same indexes), no checks",
-        "≥ 0.5 × baseline, memory bounded", rate >= 0.5 * baseline_rate,
-        notes=[f"{size:,} lines ({megabytes:.0f} MB): {created:,} people created, {rejected:,} lines rejected "
-               f"(bad addresses, formulas, duplicates) in {seconds:.1f} s; COPY {baseline:.1f} s",
-               f"peak RSS of the importing process: {peak_kb / 1024:.0f} MB"])
+        return time.monotonic() - started
 
 
 def _audience_file(path: Path, size: int) -> tuple[Path, int]:
