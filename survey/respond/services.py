@@ -122,23 +122,27 @@ def submit_response(invitation: Invitation, answers: dict, locale: str) -> Respo
     check_open(invitation)
     now = utcnow()
     # The conditional UPDATE is the lock: of two simultaneous submits only one matches.
-    claimed = db.session.execute(
+    locked = db.session.execute(
         update(Invitation)
         .where(Invitation.id == invitation.id, Invitation.completed_at.is_(None))
         .values(completed_at=now, status="completed",
-                started_at=invitation.started_at or now, opened_at=invitation.opened_at or now)
+                started_at=func.coalesce(Invitation.started_at, now), opened_at=invitation.opened_at or now)
+        .returning(Invitation.started_at)
         .execution_options(synchronize_session=False)
-    ).rowcount
-    if claimed != 1:
+    ).first()
+    if locked is None:
         db.session.rollback()
         raise AlreadySubmitted(_l("You have already answered this survey. Thank you!"))
-    for name, value in (("completed_at", now), ("status", "completed"), ("started_at", invitation.started_at or now),
+    for name, value in (("completed_at", now), ("status", "completed"), ("started_at", locked.started_at),
                         ("opened_at", invitation.opened_at or now)):
         set_committed_value(invitation, name, value)  # what the UPDATE wrote, without reading it back
     campaign: Campaign = invitation.campaign
-    # Read again, now that the UPDATE holds the invitation: a "save" that committed while
-    # we waited for it made a draft the caller's earlier read did not see.
-    response = draft_for(invitation)
+    # The draft read with the invitation is the one, unless a "save" committed since. Saving
+    # starts the invitation: if the UPDATE found it started (by whoever, whenever) and no
+    # draft was read, the draft is read again, now that the UPDATE holds the invitation.
+    response = invitation.draft
+    if response is None and locked.started_at != now:
+        response = draft_for(invitation)
     if campaign.privacy == "anonymous":
         # Nothing may tie the answer to the person: no link, and no time of its own. Even
         # the day would do it (the invitation records when its person answered), so every

@@ -101,6 +101,30 @@ def test_submit_with_a_stale_invitation_is_refused(app, invitation):
     assert response.answers == {"activity": "seeking"}
 
 
+@pytest.mark.parametrize("started_before", [False, True], ids=["not-started", "started"])
+def test_a_draft_saved_elsewhere_after_the_page_was_read_becomes_the_answer(app, invitation, started_before):
+    """The page read the invitation with no draft; a save (another tab) committed before the
+    submit: the submit completes that draft, not a second response beside it."""
+    invited = invitation()
+    if started_before:  # started long ago, its draft gone: read again all the same
+        invited.started_at = now() - timedelta(days=1)
+        db.session.commit()
+    token = link_path(invited).removeprefix("/s/")
+    db.session.expire_all()
+    page = services.find_invitation(token)
+    assert page.draft is None
+    with app.app_context():
+        other = db.session.get(Invitation, invited.id)
+        saved = services.save_draft(other, {"activity": "seeking"}, "fr")
+        db.session.commit()
+        saved_id = saved.id
+    response = services.submit_response(page, {"activity": "volunteering"}, "en")
+    db.session.commit()
+    [stored] = _responses(invited.campaign_id)
+    assert stored.id == response.id == saved_id
+    assert (stored.answers, stored.locale, stored.submitted_at is not None) == ({"activity": "volunteering"}, "en", True)
+
+
 def test_two_simultaneous_submits_store_one_answer(app, invitation):
     invited = invitation()
     results = []
