@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import event as orm_event
 from sqlalchemy import bindparam, select
+from sqlalchemy import event as orm_event
 from sqlalchemy.orm import Session
 
 from survey.audit.models import AuditEvent, AuditHead
