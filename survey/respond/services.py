@@ -16,7 +16,7 @@ from datetime import datetime, time, timezone
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -75,6 +75,23 @@ def open_invitation(invitation: Invitation) -> None:
 def save_draft(invitation: Invitation, answers: dict, locale: str) -> Response:
     check_open(invitation)
     now = utcnow()
+    # As for a submit, the conditional UPDATE is the lock: a save that comes after a submit
+    # (another tab, the same instant) is refused, not written over the submitted answers.
+    locked = db.session.execute(
+        update(Invitation)
+        .where(Invitation.id == invitation.id, Invitation.completed_at.is_(None))
+        .values(opened_at=func.coalesce(Invitation.opened_at, now),
+                started_at=func.coalesce(Invitation.started_at, now),
+                status=case((Invitation.status.in_(("opened", "sent", "queued", "failed")), "started"),
+                            else_=Invitation.status))
+        .returning(Invitation.opened_at, Invitation.started_at, Invitation.status)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if locked is None:
+        db.session.rollback()
+        raise AlreadySubmitted(_l("You have already answered this survey. Thank you!"))
+    for name in ("opened_at", "started_at", "status"):
+        set_committed_value(invitation, name, getattr(locked, name))
     response = draft_for(invitation)
     if response is None:
         response = Response(campaign_id=invitation.campaign_id, invitation_id=invitation.id,
@@ -82,11 +99,6 @@ def save_draft(invitation: Invitation, answers: dict, locale: str) -> Response:
         db.session.add(response)
     response.answers = answers
     response.locale = locale
-    open_invitation(invitation)
-    if invitation.started_at is None:
-        invitation.started_at = now
-    if invitation.status in ("opened", "sent", "queued", "failed"):
-        invitation.status = "started"
     db.session.flush()
     return response
 
