@@ -16,6 +16,11 @@ KINDS = ("alumnus", "employee")
 ERASED = "erased"
 
 
+def display_name(first_name: str, last_name: str, email: str) -> str:
+    """How a person is named in an email: their names, or their address when they have none."""
+    return " ".join(part for part in (first_name, last_name) if part) or email
+
+
 class Stakeholder(db.Model):
     __tablename__ = "stakeholders"
     __table_args__ = (
@@ -53,4 +58,4 @@ class Stakeholder(db.Model):
 
     @property
     def display_name(self) -> str:
-        return " ".join(part for part in (self.first_name, self.last_name) if part) or self.email
+        return display_name(self.first_name, self.last_name, self.email)

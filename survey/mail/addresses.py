@@ -31,7 +31,13 @@ def _domain(mail_from: str) -> str:
 
 
 def _split(configured: str, default_local: str) -> tuple[str, str]:
-    address = configured or f"{default_local}@{mail_domain()}"
+    return _split_address(configured, default_local, current_app.config["MAIL_FROM"])
+
+
+@lru_cache(maxsize=8)
+def _split_address(configured: str, default_local: str, mail_from: str) -> tuple[str, str]:
+    """Worked out once per configuration: the sending loop asks for it for every email."""
+    address = configured or f"{default_local}@{_domain(mail_from)}"
     local, _at, domain = address.rpartition("@")
     return local, domain
 

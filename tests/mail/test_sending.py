@@ -13,7 +13,7 @@ from email.utils import parseaddr
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from survey.audiences.models import Stakeholder
 from survey.campaigns import services
@@ -572,7 +572,9 @@ def test_a_worker_stalled_past_its_lease_leaves_the_rows_others_took(app, alumni
     # Only the email in flight went out; the rest were left to whoever holds them now.
     assert len(smtp.messages) == 1
     monkeypatch.setattr(sending, "_send_one", send_one)
-    assert sending._send(taken) == 2  # the other worker sends its two (the first was in flight)
+    assert len(taken) == 2
+    sending._send(sending._prepare(taken), time.monotonic())  # the other worker sends its two
+    assert len(smtp.messages) == 3  # (the first was in flight)
     assert send_batch(100) == 3       # the three back in the queue go out once
     by_person = {}
     for message in smtp.messages:
@@ -717,20 +719,58 @@ def test_send_due_emails_chains_while_batches_are_full_then_opens(app, alumni, c
                                                                   monkeypatch):
     from workflows import tasks
 
-    for _ in range(3):
+    for _ in range(5):
         create_stakeholder()
     campaign = started_campaign(alumni, monkeypatch)
     chained = []
     monkeypatch.setattr(tasks.send_due_emails, "delay", lambda *a, **k: chained.append(1))
     monkeypatch.setitem(app.config, "DISPATCH_BATCH_SIZE", 2)
-    tasks.send_due_emails()  # a full batch: the next one is queued
-    assert (len(smtp.messages), len(chained)) == (2, 1)
+    monkeypatch.setattr(tasks, "BATCHES_PER_TASK", 2)
+    tasks.send_due_emails()  # two full batches: another task takes over
+    assert (len(smtp.messages), len(chained)) == (4, 1)
     db.session.expire_all()
     assert db.session.get(Campaign, campaign.id).status == "sending"
     tasks.send_due_emails()  # the last one: the queue ran dry, the campaign opens
-    assert (len(smtp.messages), len(chained)) == (3, 1)
+    assert (len(smtp.messages), len(chained)) == (5, 1)
+    assert len({_recipient(m) for m in smtp.messages}) == 5
     db.session.expire_all()
     assert db.session.get(Campaign, campaign.id).status == "open"
+
+
+def test_the_next_batch_is_claimed_and_built_while_one_goes_out(app, alumni, create_stakeholder, smtp,
+                                                                monkeypatch):
+    """The SMTP connection does not wait for the database between batches: while the first
+    batch's first email is in flight, the second batch is already taken."""
+    from survey.mail import sending
+    from workflows import tasks
+
+    for _ in range(4):
+        create_stakeholder()
+    campaign = started_campaign(alumni, monkeypatch)
+    monkeypatch.setattr(tasks.send_due_emails, "delay", lambda *a, **k: None)
+    monkeypatch.setitem(app.config, "DISPATCH_BATCH_SIZE", 2)
+    taken_while_sending = []
+    send_one = sending._send_one
+
+    def sending_rows() -> int:
+        with db.engine.connect() as connection:  # what is committed, whatever this session holds
+            return connection.scalar(select(func.count()).select_from(OutboxMessage)
+                                     .where(OutboxMessage.status == "sending"))
+
+    def first_email_waits_for_the_next_batch(connection, job):
+        if not taken_while_sending:
+            deadline = time.monotonic() + 10
+            while sending_rows() < 4 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            taken_while_sending.append(sending_rows())
+        return send_one(connection, job)
+
+    monkeypatch.setattr(sending, "_send_one", first_email_waits_for_the_next_batch)
+    tasks.send_due_emails()
+    assert taken_while_sending == [4]
+    assert sorted(_recipient(m) for m in smtp.messages) == sorted(
+        row.invitation.stakeholder.email for row in _rows(campaign.id))
+    assert {row.status for row in _rows(campaign.id)} == {"sent"}
 
 
 def test_an_address_that_would_break_the_smtp_command_is_not_sent(app, alumni, create_stakeholder, smtp,
