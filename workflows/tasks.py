@@ -93,22 +93,22 @@ def invite_audience(campaign_id: int) -> None:
     db.session.commit()
 
 
-#: batches a sending task sends before another task takes over (other tasks, such as a
-#: campaign's start, get a worker process in between)
-BATCHES_PER_TASK = 10
+#: batches a sending task sends, and seconds after which it takes no more, before another
+#: task takes over (other tasks, such as a campaign's start, get a worker in between)
+BATCHES_PER_TASK, SECONDS_PER_TASK = 10, 20.0
 
 
 @shared_task(name="workflows.tasks.send_due_emails")
 def send_due_emails() -> None:
     """Send due emails, a batch at a time, each batch after queueing a batch's worth of
-    due reminders; after BATCHES_PER_TASK batches, while there is work, another task
-    takes over."""
+    due reminders; after BATCHES_PER_TASK batches or SECONDS_PER_TASK seconds, while there
+    is work, another task takes over."""
     from survey.campaigns.reminders import queue_due_reminders
     from survey.campaigns.services import open_sent_campaigns
     from survey.mail.sending import send_batches
 
     size = current_app.config["DISPATCH_BATCH_SIZE"]
-    if send_batches(size, BATCHES_PER_TASK, before=lambda: queue_due_reminders(limit=size)):
+    if send_batches(size, BATCHES_PER_TASK, SECONDS_PER_TASK, before=lambda: queue_due_reminders(limit=size)):
         send_due_emails.delay()
     else:  # the queue ran dry: campaigns whose invitations are all out are now open
         open_sent_campaigns()

@@ -168,10 +168,11 @@ def send_batch(limit: int) -> int:
     return count
 
 
-def send_batches(limit: int, most: int, before: Callable[[], int] = lambda: 0) -> bool:
+def send_batches(limit: int, most: int, seconds: float, before: Callable[[], int] = lambda: 0) -> bool:
     """Send up to ``most`` batches of ``limit`` due emails, one after the other over this
-    thread's SMTP connection; returns whether work may remain (the last batch was full,
-    or ``before`` found some).
+    thread's SMTP connection, taking no new batch after ``seconds`` (a slow relay must not
+    keep a worker from its warm shutdown for long); returns whether work may remain (the
+    last batch was full, or ``before`` found some).
 
     Each next batch is claimed and built in a helper thread, with a database session of
     its own, while this one's emails go out: the connection would otherwise stand idle
@@ -181,6 +182,7 @@ def send_batches(limit: int, most: int, before: Callable[[], int] = lambda: 0) -
     rows instead of one until their lease ends.
     """
     app = current_app._get_current_object()
+    deadline = time.monotonic() + seconds
 
     def claim_and_build() -> tuple[list[Job], float, bool]:
         with app.app_context():
@@ -193,7 +195,7 @@ def send_batches(limit: int, most: int, before: Callable[[], int] = lambda: 0) -
         batch, turns = helper.submit(claim_and_build), 1
         while True:
             jobs, claimed, more = batch.result()
-            go_on = more and turns < most
+            go_on = more and turns < most and time.monotonic() < deadline
             if go_on:  # the next batch is built while these go out
                 batch, turns = helper.submit(claim_and_build), turns + 1
             _send(jobs, claimed)

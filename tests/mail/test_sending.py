@@ -737,6 +737,23 @@ def test_send_due_emails_chains_while_batches_are_full_then_opens(app, alumni, c
     assert db.session.get(Campaign, campaign.id).status == "open"
 
 
+def test_a_sending_task_takes_no_new_batch_once_its_time_is_up(app, alumni, create_stakeholder, smtp,
+                                                               monkeypatch):
+    """A slow relay must not keep a worker in one task (and from a warm shutdown) for long."""
+    from workflows import tasks
+
+    for _ in range(5):
+        create_stakeholder()
+    campaign = started_campaign(alumni, monkeypatch)
+    chained = []
+    monkeypatch.setattr(tasks.send_due_emails, "delay", lambda *a, **k: chained.append(1))
+    monkeypatch.setitem(app.config, "DISPATCH_BATCH_SIZE", 2)
+    monkeypatch.setattr(tasks, "SECONDS_PER_TASK", 0.0)
+    tasks.send_due_emails()
+    assert (len(smtp.messages), len(chained)) == (2, 1)  # one batch, then another task
+    assert sorted(row.status for row in _rows(campaign.id)) == ["queued"] * 3 + ["sent"] * 2
+
+
 def test_the_next_batch_is_claimed_and_built_while_one_goes_out(app, alumni, create_stakeholder, smtp,
                                                                 monkeypatch):
     """The SMTP connection does not wait for the database between batches: while the first
