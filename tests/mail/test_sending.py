@@ -715,16 +715,23 @@ def test_an_address_that_cannot_be_sent_does_not_block_the_batch(app, alumni, cr
 
 # ------------------------------------------------------------------------- the worker's tasks
 
-def test_send_due_emails_chains_while_batches_are_full_then_opens(app, alumni, create_stakeholder, smtp,
-                                                                  monkeypatch):
+def _sending_task(app, alumni, create_stakeholder, monkeypatch, people: int):
+    """A started campaign to ``people``, batches of two; the sending task and the list of
+    the tasks it chains (counted, not run)."""
     from workflows import tasks
 
-    for _ in range(5):
+    for _ in range(people):
         create_stakeholder()
     campaign = started_campaign(alumni, monkeypatch)
     chained = []
     monkeypatch.setattr(tasks.send_due_emails, "delay", lambda *a, **k: chained.append(1))
     monkeypatch.setitem(app.config, "DISPATCH_BATCH_SIZE", 2)
+    return campaign, tasks, chained
+
+
+def test_send_due_emails_chains_while_batches_are_full_then_opens(app, alumni, create_stakeholder, smtp,
+                                                                  monkeypatch):
+    campaign, tasks, chained = _sending_task(app, alumni, create_stakeholder, monkeypatch, 5)
     monkeypatch.setattr(tasks, "BATCHES_PER_TASK", 2)
     tasks.send_due_emails()  # two full batches: another task takes over
     assert (len(smtp.messages), len(chained)) == (4, 1)
@@ -740,14 +747,7 @@ def test_send_due_emails_chains_while_batches_are_full_then_opens(app, alumni, c
 def test_a_sending_task_takes_no_new_batch_once_its_time_is_up(app, alumni, create_stakeholder, smtp,
                                                                monkeypatch):
     """A slow relay must not keep a worker in one task (and from a warm shutdown) for long."""
-    from workflows import tasks
-
-    for _ in range(5):
-        create_stakeholder()
-    campaign = started_campaign(alumni, monkeypatch)
-    chained = []
-    monkeypatch.setattr(tasks.send_due_emails, "delay", lambda *a, **k: chained.append(1))
-    monkeypatch.setitem(app.config, "DISPATCH_BATCH_SIZE", 2)
+    campaign, tasks, chained = _sending_task(app, alumni, create_stakeholder, monkeypatch, 5)
     monkeypatch.setattr(tasks, "SECONDS_PER_TASK", 0.0)
     tasks.send_due_emails()
     assert (len(smtp.messages), len(chained)) == (2, 1)  # one batch, then another task
@@ -759,13 +759,8 @@ def test_the_next_batch_is_claimed_and_built_while_one_goes_out(app, alumni, cre
     """The SMTP connection does not wait for the database between batches: while the first
     batch's first email is in flight, the second batch is already taken."""
     from survey.mail import sending
-    from workflows import tasks
 
-    for _ in range(4):
-        create_stakeholder()
-    campaign = started_campaign(alumni, monkeypatch)
-    monkeypatch.setattr(tasks.send_due_emails, "delay", lambda *a, **k: None)
-    monkeypatch.setitem(app.config, "DISPATCH_BATCH_SIZE", 2)
+    campaign, tasks, _chained = _sending_task(app, alumni, create_stakeholder, monkeypatch, 4)
     taken_while_sending = []
     send_one = sending._send_one
 
