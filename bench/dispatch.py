@@ -20,7 +20,7 @@ TURNS = 3
 
 
 def run(env: Environment, app, size: int) -> Result:
-    shares = [size // TURNS + (1 if n < size % TURNS else 0) for n in range(TURNS)]
+    shares = _split(size, TURNS)
     attest, baseline, sizes = [], [], []
     with Sink(env.smtp_port) as sink, \
             ProcessPoolExecutor(PROCESSES, mp_context=multiprocessing.get_context("spawn")) as clients:
@@ -76,7 +76,7 @@ def _plain(clients: ProcessPoolExecutor, sink: Sink, port: int, count: int, size
     """Seconds for the baseline's clients to put ``count`` messages of ``size`` bytes in the sink."""
     sink.reset()
     payload = _message(size)
-    shares = [count // PROCESSES + (1 if n < count % PROCESSES else 0) for n in range(PROCESSES)]
+    shares = _split(count, PROCESSES)
     started = time.monotonic()
     list(clients.map(_send_plain, [port] * PROCESSES, shares, [payload] * PROCESSES))
     sink.wait_for(count, timeout=60)
@@ -105,6 +105,11 @@ def _message(size: int) -> bytes:
     line = b"x" * 76 + b"\r\n"
     body = line * max(1, (size - len(header)) // len(line))
     return header + body
+
+
+def _split(total: int, parts: int) -> list[int]:
+    """``total`` in ``parts`` shares that differ by one at most."""
+    return [total // parts + (1 if n < total % parts else 0) for n in range(parts)]
 
 
 def _ready(_n: int) -> None:

@@ -251,6 +251,9 @@ class _PersonBundle(Bundle):
         return lambda row: _Person(*(proc(row) for proc in procs))
 
 
+#: the kinds of email built by mail merge (survey/mail/merge.py), from plain rows alone
+MERGED_KINDS = ("invitation", "reminder")
+
 #: What sending needs of an outbox row, its invitation and its person, read as plain
 #: rows: the ORM's objects (identity map, change tracking, expiry at commit) cost a
 #: fifth of a batch's time, for values that are only read.
@@ -283,7 +286,7 @@ def _prepare(ids: list[int]) -> list[Job]:
     for message, invitation, person, campaign in rows:
         if invitation.id is None:
             invitation = None
-        if message.kind not in ("invitation", "reminder"):  # these read the claim or the user
+        if message.kind not in MERGED_KINDS:  # these read the claim or the user
             message = db.session.get(OutboxMessage, message.id)
             person = person if person.id is None else db.session.get(Stakeholder, person.id)
         if invitation is None:  # an email to staff
@@ -306,7 +309,7 @@ def _prepare(ids: list[int]) -> list[Job]:
                   # rows sent before Message-IDs were derived keep the one they were given
                   message_id=message.message_id or message_id_for(message.id, message.created_at))
         try:
-            if message.kind in ("invitation", "reminder"):
+            if message.kind in MERGED_KINDS:
                 job.recipient, job.data = merge.email(message.kind, invitation, person, campaign, job.message_id)
             else:
                 email = (build_staff_email(message, job.message_id) if invitation is None
@@ -652,7 +655,7 @@ def _record(outcomes: list[tuple[Job, Outcome]], now: datetime) -> None:
             # A reminder that failed for good still moves the schedule on.
             reminded[(job.sequence, job.next_gap)].append(job.invitation_id)
     _update_outbox(rows, now)
-    # No invitation object is in the session to be updated (batches are read as plain rows).
+    # Nothing in the session to update: the commit that follows expires whatever it holds.
     unsynchronised = {"synchronize_session": False}
     for gap, ids in invited.items():
         db.session.execute(
