@@ -1,7 +1,8 @@
 """Claims: created from answers, given reviewers, voted on, decided, evidenced.
 
 Every verb here takes models and plain values, changes what it must through
-``workflows.claims.transition`` (the only writer of a claim's state) and records
+``workflows.claims.transition`` (the only writer of a claim's state, but for a new
+claim: see ``create_claims``) and records
 an audit event for everything else it does (assignments, votes, conflicts,
 evidence). Functions flush; the caller commits.
 """
@@ -26,7 +27,7 @@ from survey.core.tokens import derive_token, hash_token
 from survey.core.types import utcnow
 from survey.extensions import db
 from survey.web import LABELS
-from workflows.claims import OPEN, transition
+from workflows.claims import OPEN, check, record_transition, transition
 from workflows.policy import Policy
 
 #: the reviewers a claim needs
@@ -59,41 +60,62 @@ def claimed_outcomes(definition: dict, answers: dict) -> list[str]:
     return claimed
 
 
-def create_claims(response: Response, stakeholder_id: int) -> list[Claim]:
+def create_claims(response: Response, stakeholder_id: int) -> list[int]:
     """One claim per claimed outcome of a submitted identified response, with its
-    evidence from the form, and its reviewers."""
+    evidence from the form, and its reviewers; the new claims' ids.
+
+    This runs in every respondent's submit, and nothing in that request reads the new
+    rows back: each claim is one INSERT, written already in review, and its reviews one
+    more, with no objects for the session to track and flush (those took a third of a
+    submission's time in bench/submissions.py). Its audit events are those of a claim
+    created submitted, then moved to review, which ``workflows.claims.check`` allows.
+    """
+    check("submitted", "in_review")
     definition = db.session.get(Campaign, response.campaign_id).questionnaire.definition
     answers = response.answers or {}
+    outcomes = claimed_outcomes(definition, answers)
+    if not outcomes:
+        return []
     details = {key: answers[key] for key in DETAIL_QUESTIONS if answers.get(key) not in (None, "", [])}
     attribution = answers.get("attribution")
     claimant = db.session.get(Stakeholder, stakeholder_id)  # the page read them: no query
-    claims = []
-    for outcome in claimed_outcomes(definition, answers):
+    members = db.session.execute(_committee_without_conflict(stakeholder_id, User.id, User.email,
+                                                             User.attributes)).all()
+    wanted = current_app.config["REVIEWERS_PER_CLAIM"]
+    created = []
+    for outcome in outcomes:
         nonce = secrets.token_hex(16)
-        claim = Claim(response_id=response.id, campaign_id=response.campaign_id, stakeholder_id=stakeholder_id,
-                      claimant=claimant,
-                      outcome_type=outcome, details=details, state="submitted",
-                      attribution=attribution if isinstance(attribution, int) else None,
-                      token_nonce=nonce, token_hash=hash_token(claim_token(nonce)),
-                      reviews=[])  # a new claim has none: no query to find that out
-        db.session.add(claim)  # not flushed yet: it goes in once in review, with its reviewers
-        record("claim_created", claim, actor="respondent", to_state="submitted",
+        claim_id = db.session.execute(_NEW_CLAIM, {
+            "response_id": response.id, "campaign_id": response.campaign_id, "stakeholder_id": stakeholder_id,
+            "outcome_type": outcome, "details": details, "state": "in_review",
+            "attribution": attribution if isinstance(attribution, int) else None,
+            "token_nonce": nonce, "token_hash": hash_token(claim_token(nonce))}).scalar_one()
+        subject = f"claim:{claim_id}"
+        record("claim_created", subject, actor="respondent", to_state="submitted",
                data={"outcome_type": outcome, "response": str(response.id)})
-        if isinstance(answers.get("evidence_file"), dict):
-            add_file_evidence(claim, answers["evidence_file"], actor="respondent")
-        if answers.get("evidence_link"):
-            add_link_evidence(claim, str(answers["evidence_link"]), actor="respondent")
-        claims.append(claim)
-    for claim in claims:
-        start_review(claim)
-    return claims
+        if isinstance(answers.get("evidence_file"), dict) or answers.get("evidence_link"):
+            claim = db.session.get(Claim, claim_id)
+            if isinstance(answers.get("evidence_file"), dict):
+                add_file_evidence(claim, answers["evidence_file"], actor="respondent")
+            if answers.get("evidence_link"):
+                add_link_evidence(claim, str(answers["evidence_link"]), actor="respondent")
+        record_transition(subject, "submitted", "in_review", actor="system")
+        reviewers = [member.id for member in _least_loaded(members, claimant)[:wanted]]
+        if reviewers:
+            db.session.execute(_NEW_REVIEWS, [{"claim_id": claim_id, "reviewer_id": user_id} for user_id in reviewers])
+        for user_id in reviewers:
+            record("assignment", subject, actor="system", data={"reviewer": user_id})
+            _loaded(user_id)
+        if len(reviewers) < wanted:
+            current_app.logger.warning("claim %s has %s of %s reviewers", claim_id, len(reviewers), wanted)
+        created.append(claim_id)
+    return created
 
 
-def start_review(claim: Claim) -> None:
-    """Submitted → in review, with its reviewers. A new claim is written once, already in
-    review and with its reviewers: one flush, no INSERT then UPDATE."""
-    transition(claim, "in_review", actor="system")
-    assign_reviewers(claim)
+# Core statements on the tables, built once: a new claim and its reviews are rows the
+# request never reads back (see create_claims). The columns' defaults still apply.
+_NEW_CLAIM = Claim.__table__.insert().returning(Claim.__table__.c.id)
+_NEW_REVIEWS = Review.__table__.insert()
 
 
 # ---------------------------------------------------------------------- assignment
@@ -128,23 +150,28 @@ def excluded(user: User, claimant: Stakeholder) -> str | None:
     return None
 
 
-def eligible_reviewers(claim: Claim) -> list[User]:
-    """Committee members who may review this claim, least loaded first."""
-    conflicted = select(Conflict.user_id).where(Conflict.stakeholder_id == claim.stakeholder_id)
-    already = {review.reviewer_id for review in claim.reviews}  # loaded by the callers anyway
-    # Read without flushing, so that a new claim is written once, with its reviewers
-    # (start_review); but a conflict or a member changed in this transaction counts.
-    if any(isinstance(obj, (Conflict, User)) for obj in (*db.session.new, *db.session.dirty)):
-        db.session.flush()
-    with db.session.no_autoflush:
-        members = [user for user in db.session.scalars(
-            select(User).where(User.role == REVIEWER_ROLE, User.active.is_(True), User.id.not_in(conflicted))
-        ) if user.id not in already]
+def _committee_without_conflict(stakeholder_id: int, *columns):
+    """The statement reading ``columns`` of the active committee members who declared
+    no conflict with this person."""
+    conflicted = select(Conflict.user_id).where(Conflict.stakeholder_id == stakeholder_id)
+    return select(*columns).where(User.role == REVIEWER_ROLE, User.active.is_(True), User.id.not_in(conflicted))
+
+
+def _least_loaded(members: list, claimant: Stakeholder) -> list:
+    """``members`` (users, or rows with their id, email and attributes) whom no exclusion
+    rule keeps from this claimant's claims, least loaded first."""
     if not members:
         return []
     load = reviewer_load()
     members = sorted(members, key=lambda user: (load.get(user.id, 0), user.id))
-    return [user for user in members if excluded(user, claim.claimant) is None]
+    return [user for user in members if excluded(user, claimant) is None]
+
+
+def eligible_reviewers(claim: Claim) -> list[User]:
+    """Committee members who may review this claim, least loaded first."""
+    already = {review.reviewer_id for review in claim.reviews}
+    members = db.session.scalars(_committee_without_conflict(claim.stakeholder_id, User)).all()
+    return _least_loaded([user for user in members if user.id not in already], claim.claimant)
 
 
 # Each member's open reviews (active, not voted, on a claim still open), as this process
@@ -195,10 +222,10 @@ def assign_reviewers(claim: Claim, count: int | None = None, *, actor="system") 
     for user in eligible_reviewers(claim)[: max(wanted - active, 0)]:
         review = Review(claim=claim, reviewer_id=user.id, round=_round(claim))
         db.session.add(review)
-        record("assignment", claim, actor=actor, data={"reviewer": user.id})  # a new claim has no id yet
+        record("assignment", f"claim:{claim.id}", actor=actor, data={"reviewer": user.id})
         _loaded(user.id)
         added.append(review)
-    db.session.flush()  # the new reviews in one INSERT (and a new claim before them)
+    db.session.flush()  # the new reviews in one INSERT
     if active + len(added) < wanted:
         current_app.logger.warning("claim %s has %s of %s reviewers", claim.id, active + len(added), wanted)
     return added
