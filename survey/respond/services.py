@@ -16,7 +16,7 @@ from datetime import datetime, time, timezone
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import case, func, select, update
+from sqlalchemy import bindparam, case, func, select
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -27,6 +27,29 @@ from survey.core.errors import InvalidState
 from survey.core.tokens import hash_token
 from survey.core.types import utcnow
 from survey.extensions import db
+
+# The conditional UPDATEs that take an invitation for a save or a submit: built once, on
+# the table (the ORM's bulk UPDATE layer cost half as much again per call, and adds nothing
+# when the caller sets what was written on the invitation itself).
+_invitations = Invitation.__table__
+_INVITATION = bindparam("invitation_id", type_=_invitations.c.id.type)
+_NOW = bindparam("now", type_=_invitations.c.completed_at.type)
+_LOCK_TO_SAVE = (
+    _invitations.update()
+    .where(_invitations.c.id == _INVITATION, _invitations.c.completed_at.is_(None))
+    .values(opened_at=func.coalesce(_invitations.c.opened_at, _NOW),
+            started_at=func.coalesce(_invitations.c.started_at, _NOW),
+            status=case((_invitations.c.status.in_(("opened", "sent", "queued", "failed")), "started"),
+                        else_=_invitations.c.status))
+    .returning(_invitations.c.opened_at, _invitations.c.started_at, _invitations.c.status)
+)
+_LOCK_TO_SUBMIT = (
+    _invitations.update()
+    .where(_invitations.c.id == _INVITATION, _invitations.c.completed_at.is_(None))
+    .values(completed_at=_NOW, status="completed", started_at=func.coalesce(_invitations.c.started_at, _NOW),
+            opened_at=bindparam("opened_at", type_=_invitations.c.opened_at.type))
+    .returning(_invitations.c.started_at)
+)
 
 
 class AlreadySubmitted(InvalidState):
@@ -77,16 +100,7 @@ def save_draft(invitation: Invitation, answers: dict, locale: str) -> Response:
     now = utcnow()
     # As for a submit, the conditional UPDATE is the lock: a save that comes after a submit
     # (another tab, the same instant) is refused, not written over the submitted answers.
-    locked = db.session.execute(
-        update(Invitation)
-        .where(Invitation.id == invitation.id, Invitation.completed_at.is_(None))
-        .values(opened_at=func.coalesce(Invitation.opened_at, now),
-                started_at=func.coalesce(Invitation.started_at, now),
-                status=case((Invitation.status.in_(("opened", "sent", "queued", "failed")), "started"),
-                            else_=Invitation.status))
-        .returning(Invitation.opened_at, Invitation.started_at, Invitation.status)
-        .execution_options(synchronize_session=False)
-    ).first()
+    locked = db.session.execute(_LOCK_TO_SAVE, {"invitation_id": invitation.id, "now": now}).first()
     if locked is None:
         db.session.rollback()
         raise AlreadySubmitted(_l("You have already answered this survey. Thank you!"))
@@ -134,14 +148,8 @@ def submit_response(invitation: Invitation, answers: dict, locale: str) -> Respo
     check_open(invitation)
     now = utcnow()
     # The conditional UPDATE is the lock: of two simultaneous submits only one matches.
-    locked = db.session.execute(
-        update(Invitation)
-        .where(Invitation.id == invitation.id, Invitation.completed_at.is_(None))
-        .values(completed_at=now, status="completed",
-                started_at=func.coalesce(Invitation.started_at, now), opened_at=invitation.opened_at or now)
-        .returning(Invitation.started_at)
-        .execution_options(synchronize_session=False)
-    ).first()
+    locked = db.session.execute(_LOCK_TO_SUBMIT, {"invitation_id": invitation.id, "now": now,
+                                                  "opened_at": invitation.opened_at or now}).first()
     if locked is None:
         db.session.rollback()
         raise AlreadySubmitted(_l("You have already answered this survey. Thank you!"))
