@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from survey.accounts.models import User
 from survey.audiences.models import Stakeholder
@@ -79,8 +79,7 @@ def create_claims(response: Response, stakeholder_id: int) -> list[int]:
     details = {key: answers[key] for key in DETAIL_QUESTIONS if answers.get(key) not in (None, "", [])}
     attribution = answers.get("attribution")
     claimant = db.session.get(Stakeholder, stakeholder_id)  # the page read them: no query
-    members = db.session.execute(_committee_without_conflict(stakeholder_id, User.id, User.email,
-                                                             User.attributes)).all()
+    members = db.session.execute(_COMMITTEE_ROWS, {"stakeholder_id": stakeholder_id}).all()
     wanted = current_app.config["REVIEWERS_PER_CLAIM"]
     created = []
     for outcome in outcomes:
@@ -150,11 +149,16 @@ def excluded(user: User, claimant: Stakeholder) -> str | None:
     return None
 
 
-def _committee_without_conflict(stakeholder_id: int, *columns):
+def _committee_without_conflict(*columns):
     """The statement reading ``columns`` of the active committee members who declared
-    no conflict with this person."""
-    conflicted = select(Conflict.user_id).where(Conflict.stakeholder_id == stakeholder_id)
+    no conflict with the person ``stakeholder_id`` (a parameter)."""
+    conflicted = select(Conflict.user_id).where(Conflict.stakeholder_id == bindparam("stakeholder_id"))
     return select(*columns).where(User.role == REVIEWER_ROLE, User.active.is_(True), User.id.not_in(conflicted))
+
+
+# built once: a new claim reads the committee as rows, a reassignment as users
+_COMMITTEE_ROWS = _committee_without_conflict(User.id, User.email, User.attributes)
+_COMMITTEE = _committee_without_conflict(User)
 
 
 def _least_loaded(members: list, claimant: Stakeholder) -> list:
@@ -170,7 +174,7 @@ def _least_loaded(members: list, claimant: Stakeholder) -> list:
 def eligible_reviewers(claim: Claim) -> list[User]:
     """Committee members who may review this claim, least loaded first."""
     already = {review.reviewer_id for review in claim.reviews}
-    members = db.session.scalars(_committee_without_conflict(claim.stakeholder_id, User)).all()
+    members = db.session.scalars(_COMMITTEE, {"stakeholder_id": claim.stakeholder_id}).all()
     return _least_loaded([user for user in members if user.id not in already], claim.claimant)
 
 

@@ -67,11 +67,14 @@ MAX_TOKEN_LENGTH = 100
 def find_invitation(token: str) -> Invitation | None:
     if not token or len(token) > MAX_TOKEN_LENGTH:
         return None
-    # the page needs the person, the campaign, its questionnaire and the draft: one statement
-    return db.session.scalar(
-        select(Invitation).where(Invitation.token_hash == hash_token(token))
-        .options(joinedload(Invitation.stakeholder), joinedload(Invitation.draft),
-                 joinedload(Invitation.campaign).joinedload(Campaign.questionnaire)))
+    return db.session.scalar(_BY_TOKEN, {"token_hash": hash_token(token)})
+
+
+# the page needs the person, the campaign, its questionnaire and the draft: one statement,
+# built once (as the UPDATEs below: every respondent's every page runs it)
+_BY_TOKEN = (select(Invitation).where(Invitation.token_hash == bindparam("token_hash"))
+             .options(joinedload(Invitation.stakeholder), joinedload(Invitation.draft),
+                      joinedload(Invitation.campaign).joinedload(Campaign.questionnaire)))
 
 
 def draft_for(invitation: Invitation) -> Response | None:
