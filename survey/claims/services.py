@@ -2,9 +2,8 @@
 
 Every verb here takes models and plain values, changes what it must through
 ``workflows.claims.transition`` (the only writer of a claim's state, but for a new
-claim: see ``create_claims``) and records
-an audit event for everything else it does (assignments, votes, conflicts,
-evidence). Functions flush; the caller commits.
+claim: see ``create_claims``) and records an audit event for everything else it
+does (assignments, votes, conflicts, evidence). Functions flush; the caller commits.
 """
 from __future__ import annotations
 
