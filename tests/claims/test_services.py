@@ -191,6 +191,17 @@ def test_reviewers_are_balanced_by_their_open_load(member, create_stakeholder, s
     assert reviewers(fifth) == [a.id, d.id]
 
 
+def test_the_claims_of_one_answer_are_shared_out_among_the_committee(member, create_stakeholder, submit, app,
+                                                                   monkeypatch):
+    """Two outcomes claimed in one answer: the second claim goes to the members the first
+    one did not load."""
+    monkeypatch.setitem(app.config, "REVIEWERS_PER_CLAIM", 2)
+    a, b, c, d = member(), member(), member(), member()
+    new_job, raise_ = submit(create_stakeholder(), ["new_job", "raise"])
+    assert reviewers(new_job) == [a.id, b.id]
+    assert reviewers(raise_) == [c.id, d.id]
+
+
 @contextmanager
 def another_process(app):
     """What runs inside is done as by another web process: with its own count of the
