@@ -28,12 +28,20 @@ from survey.core.tokens import hash_token
 from survey.core.types import utcnow
 from survey.extensions import db
 
-# The conditional UPDATEs that take an invitation for a save or a submit: built once, on
-# the table (the ORM's bulk UPDATE layer cost half as much again per call, and adds nothing
-# when the caller sets what was written on the invitation itself).
+# The conditional UPDATEs that record an invitation's first opening and take it for a save
+# or a submit: built once, on the table (the ORM's bulk UPDATE layer, or a flush, cost half
+# as much again per call, and adds nothing when the caller sets what was written on the
+# invitation itself).
 _invitations = Invitation.__table__
 _INVITATION = bindparam("invitation_id", type_=_invitations.c.id.type)
 _NOW = bindparam("now", type_=_invitations.c.completed_at.type)
+_OPEN = (
+    _invitations.update()
+    .where(_invitations.c.id == _INVITATION, _invitations.c.opened_at.is_(None))
+    .values(opened_at=_NOW, status=case((_invitations.c.status.in_(("queued", "sent", "failed")), "opened"),
+                                        else_=_invitations.c.status))
+    .returning(_invitations.c.opened_at, _invitations.c.status)
+)
 _LOCK_TO_SAVE = (
     _invitations.update()
     .where(_invitations.c.id == _INVITATION, _invitations.c.completed_at.is_(None))
@@ -91,11 +99,13 @@ def check_open(invitation: Invitation) -> None:
 
 
 def open_invitation(invitation: Invitation) -> None:
-    """Record the first opening; opening again changes nothing."""
+    """Record the first opening; opening again changes nothing (nor does a second tab
+    opening at the same instant: the first one's time stays)."""
     if invitation.opened_at is None:
-        invitation.opened_at = utcnow()
-        if invitation.status in ("queued", "sent", "failed"):
-            invitation.status = "opened"
+        opened = db.session.execute(_OPEN, {"invitation_id": invitation.id, "now": utcnow()}).first()
+        if opened is not None:
+            for name in ("opened_at", "status"):
+                set_committed_value(invitation, name, getattr(opened, name))
 
 
 def save_draft(invitation: Invitation, answers: dict, locale: str) -> Response:

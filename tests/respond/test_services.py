@@ -51,6 +51,19 @@ def test_open_keeps_the_first_time_and_never_goes_backwards(invitation):
     assert invited.status == "started"  # opening again does not undo "started"
 
 
+def test_a_second_tab_opening_at_the_same_instant_keeps_the_first_time(invitation):
+    invited = invitation()
+    earlier = now() - timedelta(minutes=1)
+    # another tab recorded its opening after this one read the invitation
+    db.session.execute(update(Invitation).where(Invitation.id == invited.id)
+                       .values(opened_at=earlier, status="opened").execution_options(synchronize_session=False))
+    assert invited.opened_at is None
+    services.open_invitation(invited)
+    db.session.commit()
+    db.session.expire_all()
+    assert (invited.opened_at, invited.status) == (earlier, "opened")
+
+
 def test_save_draft_keeps_one_response_and_the_first_start(invitation):
     invited = invitation()
     first = services.save_draft(invited, {"activity": "seeking"}, "en")
