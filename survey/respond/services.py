@@ -28,6 +28,14 @@ from survey.core.tokens import hash_token
 from survey.core.types import utcnow
 from survey.extensions import db
 
+# What a survey link's page needs, the person, the campaign, its questionnaire and the draft,
+# in one statement; built once, as are the UPDATEs below, since every respondent's every page
+# runs it (a statement built per call has its cache key computed per call: with three
+# joinedload options, most of what SQLAlchemy did for this SELECT).
+_BY_TOKEN = (select(Invitation).where(Invitation.token_hash == bindparam("token_hash"))
+             .options(joinedload(Invitation.stakeholder), joinedload(Invitation.draft),
+                      joinedload(Invitation.campaign).joinedload(Campaign.questionnaire)))
+
 # The conditional UPDATEs that record an invitation's first opening and take it for a save
 # or a submit: built once, on the table (the ORM's bulk UPDATE layer, or a flush, cost half
 # as much again per call, and adds nothing when the caller sets what was written on the
@@ -76,13 +84,6 @@ def find_invitation(token: str) -> Invitation | None:
     if not token or len(token) > MAX_TOKEN_LENGTH:
         return None
     return db.session.scalar(_BY_TOKEN, {"token_hash": hash_token(token)})
-
-
-# the page needs the person, the campaign, its questionnaire and the draft: one statement,
-# built once (as the UPDATEs below: every respondent's every page runs it)
-_BY_TOKEN = (select(Invitation).where(Invitation.token_hash == bindparam("token_hash"))
-             .options(joinedload(Invitation.stakeholder), joinedload(Invitation.draft),
-                      joinedload(Invitation.campaign).joinedload(Campaign.questionnaire)))
 
 
 def draft_for(invitation: Invitation) -> Response | None:
