@@ -77,6 +77,8 @@ def create_claims(response: Response, stakeholder_id: int) -> list[int]:
         return []
     details = {key: answers[key] for key in DETAIL_QUESTIONS if answers.get(key) not in (None, "", [])}
     attribution = answers.get("attribution")
+    stored_file = answers["evidence_file"] if isinstance(answers.get("evidence_file"), dict) else None
+    link = answers.get("evidence_link")
     claimant = db.session.get(Stakeholder, stakeholder_id)  # the page read them: no query
     members = db.session.execute(_COMMITTEE_ROWS, {"stakeholder_id": stakeholder_id}).all()
     wanted = current_app.config["REVIEWERS_PER_CLAIM"]
@@ -91,12 +93,12 @@ def create_claims(response: Response, stakeholder_id: int) -> list[int]:
         subject = f"claim:{claim_id}"
         record("claim_created", subject, actor="respondent", to_state="submitted",
                data={"outcome_type": outcome, "response": str(response.id)})
-        if isinstance(answers.get("evidence_file"), dict) or answers.get("evidence_link"):
+        if stored_file or link:
             claim = db.session.get(Claim, claim_id)
-            if isinstance(answers.get("evidence_file"), dict):
-                add_file_evidence(claim, answers["evidence_file"], actor="respondent")
-            if answers.get("evidence_link"):
-                add_link_evidence(claim, str(answers["evidence_link"]), actor="respondent")
+            if stored_file:
+                add_file_evidence(claim, stored_file, actor="respondent")
+            if link:
+                add_link_evidence(claim, str(link), actor="respondent")
         record_transition(subject, "submitted", "in_review", actor="system")
         reviewers = [member.id for member in _least_loaded(members, claimant)[:wanted]]
         if reviewers:
@@ -104,8 +106,7 @@ def create_claims(response: Response, stakeholder_id: int) -> list[int]:
         for user_id in reviewers:
             record("assignment", subject, actor="system", data={"reviewer": user_id})
             _loaded(user_id)
-        if len(reviewers) < wanted:
-            current_app.logger.warning("claim %s has %s of %s reviewers", claim_id, len(reviewers), wanted)
+        _warn_if_short(claim_id, len(reviewers), wanted)
         created.append(claim_id)
     return created
 
@@ -229,9 +230,13 @@ def assign_reviewers(claim: Claim, count: int | None = None, *, actor="system") 
         _loaded(user.id)
         added.append(review)
     db.session.flush()  # the new reviews in one INSERT
-    if active + len(added) < wanted:
-        current_app.logger.warning("claim %s has %s of %s reviewers", claim.id, active + len(added), wanted)
+    _warn_if_short(claim.id, active + len(added), wanted)
     return added
+
+
+def _warn_if_short(claim_id: int, reviewers: int, wanted: int) -> None:
+    if reviewers < wanted:
+        current_app.logger.warning("claim %s has %s of %s reviewers", claim_id, reviewers, wanted)
 
 
 def _round(claim: Claim) -> int:

@@ -679,9 +679,9 @@ def test_bulk_decide_decides_what_it_can_and_names_the_rest(member, create_stake
     assert verify().ok
 
 
-def _claim_in(state, reviewed, submit, monkeypatch) -> Claim:
+def _claim_in(state, reviewed, submit) -> Claim:
     """A claim of ``reviewed.person`` brought to ``state`` through the services."""
-    if state == "submitted":  # a claim is written already in review: this one is set back
+    if state == "submitted":  # no service stores a claim submitted (it is written in review): set back
         [claim] = submit(reviewed.person, ["raise"])
         claim.state = "submitted"
         db.session.commit()
@@ -710,8 +710,8 @@ def _claim_in(state, reviewed, submit, monkeypatch) -> Claim:
 
 
 @pytest.mark.parametrize("state", ["submitted", "in_review", "needs_evidence"])
-def test_the_respondent_withdraws_an_open_claim(reviewed, submit, monkeypatch, state):
-    claim = _claim_in(state, reviewed, submit, monkeypatch)
+def test_the_respondent_withdraws_an_open_claim(reviewed, submit, state):
+    claim = _claim_in(state, reviewed, submit)
     services.withdraw(claim)
     db.session.commit()
     last = events(claim, "transition")[-1]
@@ -720,8 +720,8 @@ def test_the_respondent_withdraws_an_open_claim(reviewed, submit, monkeypatch, s
 
 
 @pytest.mark.parametrize("state", ["proven", "rejected", "inconclusive", "revoked", "withdrawn"])
-def test_a_closed_claim_cannot_be_withdrawn(reviewed, submit, monkeypatch, state):
-    claim = _claim_in(state, reviewed, submit, monkeypatch)
+def test_a_closed_claim_cannot_be_withdrawn(reviewed, submit, state):
+    claim = _claim_in(state, reviewed, submit)
     before = audit_count()
     with pytest.raises(InvalidState):
         services.withdraw(claim)
