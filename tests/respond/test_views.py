@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from survey.campaigns import services as campaign_services
 from survey.campaigns.models import Campaign, Invitation, Response
 from survey.extensions import db
-from tests.campaigns.helpers import invitations, link_path, now, started_campaign
+from tests.campaigns.helpers import counted_queries, invitations, link_path, now, started_campaign
 
 EN = {"Accept-Language": "en"}
 
@@ -104,6 +104,18 @@ def test_opening_twice_keeps_the_first_opening(client, invited):
     assert again.status == "opened"
     assert campaign_services.campaign_counts(campaign.id)["opened"] == 1
     assert _responses(campaign.id) == []  # opening is not answering
+
+
+def test_opening_the_page_reads_the_invitation_once(client, invited):
+    """The invitation, its person, campaign and questionnaire come in one SELECT, and the
+    page is rendered from them: none of them is read again, at the first opening (which
+    writes its time) or a later one."""
+    _campaign, _invitation, path = invited()
+    for _opening in range(2):
+        with counted_queries() as statements:
+            _open(client, path)
+        reads = [s for s in statements if s.lstrip().upper().startswith("SELECT") and "invitations" in s]
+        assert len(reads) == 1, reads
 
 
 # --------------------------------------------------------------------------- closed
