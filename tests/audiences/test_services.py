@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import re
 import tracemalloc
+from datetime import datetime, timezone
 
 import pytest
 from hypothesis import given, settings
@@ -432,15 +433,17 @@ def test_a_failure_in_a_later_chunk_stores_nothing_either(app_ctx, tmp_path, mon
     create_stakeholder(email="person3@example.org", cohort="1999")
     monkeypatch.setattr(services, "CHUNK_ROWS", 500)
     chunks = []
-    create = services._Staging._create
+    # the work of one chunk: COPY and create on PostgreSQL, create on SQLite
+    name = "_copy_and_create" if db.engine.dialect.name == "postgresql" else "_create"
+    work = getattr(services._Staging, name)
 
     def fail_on_the_third_chunk(staging, chunk):
         chunks.append(chunk)
         if len(chunks) == 3:
             raise RuntimeError("the database went away")
-        create(staging, chunk)
+        work(staging, chunk)
 
-    monkeypatch.setattr(services._Staging, "_create", fail_on_the_third_chunk)
+    monkeypatch.setattr(services._Staging, name, fail_on_the_third_chunk)
     write_audience(tmp_path / "audience.csv", 5000, known={3})
     with (tmp_path / "audience.csv").open("rb") as stream, pytest.raises(RuntimeError):
         import_audience(stream, "alumnus")
@@ -448,6 +451,36 @@ def test_a_failure_in_a_later_chunk_stores_nothing_either(app_ctx, tmp_path, mon
 
     assert len(chunks) == 3
     assert {email: p.attributes for email, p in stored().items()} == {"person3@example.org": {"cohort": "1999"}}
+
+
+def test_a_chunk_whose_people_meet_one_already_there_is_inserted_instead(app_ctx, monkeypatch):
+    # On PostgreSQL a chunk's people are COPYed straight into the table. An email already
+    # there (here, from the chunk before) stops that COPY part-way: it is rolled back, and
+    # the chunk goes through the INSERT, which leaves that line to the duplicate check.
+    monkeypatch.setattr(services, "CHUNK_ROWS", 4)
+    inserted = []
+    create = services._Staging._create
+
+    def spy(staging, chunk):
+        inserted.append((chunk.first_line, chunk.last_line))
+        create(staging, chunk)
+
+    monkeypatch.setattr(services._Staging, "_create", spy)
+    names = ["ada", "bob", "cy", "di", "ed", "flo", "BOB", "gus"]  # lines 2 to 9
+    report = import_audience(csv("Email;Nom", *(f"{name}@example.org;{name.title()} {line}"
+                                                  for line, name in enumerate(names, start=2))), "alumnus")
+
+    assert (report.created, report.updated) == (7, 0)
+    assert [(r["line"], str(r["reason"])) for r in report.rejected] == [(8, "duplicate of line 3 (same email)")]
+    people = stored()
+    assert sorted(people) == sorted(f"{name}@example.org" for name in names if name != "BOB")
+    assert people["bob@example.org"].last_name == "Bob 3"
+    ids = [people[f"{name}@example.org"].id for name in names if name != "BOB"]
+    assert ids == sorted(ids)  # in the order of the file, whichever way each chunk went in
+    if db.engine.dialect.name == "postgresql":
+        assert inserted == [(6, 9)]  # the first chunk was COPYed; the second fell back
+    else:
+        assert inserted == [(2, 5), (6, 9)]
 
 
 def test_two_imports_at_the_same_instant_in_one_transaction(app_ctx, monkeypatch):
@@ -507,18 +540,25 @@ def test_cli_shows_a_progress_bar_on_a_terminal(app, app_ctx, tmp_path, monkeypa
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.text(max_size=20), min_size=3, max_size=3))
-def test_a_copy_line_holds_one_row_whatever_its_cells(cells):
+@given(st.lists(st.text(max_size=20), min_size=3, max_size=3), st.sampled_from(["", "en"]))
+def test_a_copy_line_holds_one_row_whatever_its_cells(cells, language):
     # PostgreSQL's COPY text format: tab-separated, one row a line, backslash escaped. The
-    # importer leaves no tab, line break or control character in a value it accepts.
-    columns = importer._map_columns(["Email", "Nom", "Prénom", "Note"])
-    row = importer._row_parser(columns, "fr", "Europe/Paris")(2, ["ada@example.org", *cells])
+    # importer leaves no tab, line break or control character in a value it accepts. Each
+    # row gives two lines: as staged, and as the new person COPYed into the table.
+    columns = importer._map_columns(["Email", "Nom", "Prénom", "Note", "Langue"])
+    row = importer._row_parser(columns, "", "")(2, ["ada@example.org", *cells, language])
     if not isinstance(row, importer.ParsedRow):
         return
-    line = services._copy_line(row)
-    assert line.endswith("\n") and "\n" not in line[:-1] and "\r" not in line
-    fields = line[:-1].split("\t")
-    assert len(fields) == 7
-    unescaped = [re.sub(r"\\(.)", r"\1", field) for field in fields]
-    assert unescaped == [str(row.line), *row[1:6], services._json_object(row.attributes)]
-    assert json.loads(unescaped[-1]) == row.attributes
+    now = datetime(2026, 12, 4, 17, 30, 0, 123456, tzinfo=timezone.utc)
+    merge = services._Merge("alumnus", now, 0, locale="fr", timezone="Europe/Paris")
+    staged, person = services._copy_lines(row, merge, f"\talumnus\t{now.isoformat()}\t{now.isoformat()}\n")
+
+    def fields(line: str) -> list[str]:
+        assert line.endswith("\n") and "\n" not in line[:-1] and "\r" not in line
+        return [re.sub(r"\\(.)", r"\1", field) for field in line[:-1].split("\t")]
+
+    assert fields(staged) == [str(row.line), *row[1:6], services._json_object(row.attributes)]
+    assert json.loads(fields(staged)[-1]) == row.attributes
+    # a blank language or time zone is the configured default for a new person
+    assert fields(person) == [row.email, row[2], row[3], language or "fr", "Europe/Paris",
+                              services._json_object(row.attributes), "alumnus", now.isoformat(), now.isoformat()]
