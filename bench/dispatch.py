@@ -7,13 +7,14 @@ so that a slow spell of the machine, which can last a minute here, weighs on bot
 from __future__ import annotations
 
 import multiprocessing
+import os
 import smtplib
 import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
 
 from bench import data
-from bench.harness import Environment, Result, Sink
+from bench.harness import Environment, Result, Sink, cpu_seconds, in_group, one_process, postgres
 
 PROCESSES = 4
 TURNS = 3
@@ -22,15 +23,25 @@ TURNS = 3
 def run(env: Environment, app, size: int) -> Result:
     shares = _split(size, TURNS)
     attest, baseline, sizes = [], [], []
+    #: CPU seconds, all turns together: Attest's (workers, PostgreSQL, sink), the baseline's (clients, sink)
+    cpu = {"workers": 0.0, "postgres": 0.0, "sink": 0.0, "clients": 0.0, "baseline sink": 0.0}
     with Sink(env.smtp_port) as sink, \
             ProcessPoolExecutor(PROCESSES, mp_context=multiprocessing.get_context("spawn")) as clients:
         list(clients.map(_ready, range(PROCESSES)))  # the clients' start is not timed
         worker = env.worker(PROCESSES, DISPATCH_PARALLELISM=PROCESSES)
         _wait_until_ready(env, app, worker)
+        processes = {"workers": in_group(worker.pid), "postgres": postgres, "sink": one_process(sink.process.pid)}
         for count in shares:
+            before = {name: cpu_seconds(chosen) for name, chosen in processes.items()}
             attest.append(_campaign(env, app, sink, worker, count))
+            for name, chosen in processes.items():
+                cpu[name] += _used(before[name], cpu_seconds(chosen))
             sizes.append(sink.average_size)
-            baseline.append(_plain(clients, sink, env.smtp_port, count, sink.average_size))
+            before = cpu_seconds(processes["sink"])
+            seconds, clients_cpu = _plain(clients, sink, env.smtp_port, count, sink.average_size)
+            baseline.append(seconds)
+            cpu["clients"] += clients_cpu
+            cpu["baseline sink"] += _used(before, cpu_seconds(processes["sink"]))
         env.stop(worker)
     seconds, baseline_seconds = sum(attest), sum(baseline)
     rate, baseline_rate = size / seconds, size / baseline_seconds
@@ -44,7 +55,30 @@ def run(env: Environment, app, size: int) -> Result:
                f"{TURNS} turns each, alternating, {shares[0]:,} recipients a turn: Attest "
                + ", ".join(f"{s:.1f}" for s in attest) + " s; baseline " + ", ".join(f"{s:.1f}" for s in baseline)
                + " s",
-               f"mean message size {mean_size:,} bytes (text + HTML, both languages)"])
+               f"mean message size {mean_size:,} bytes (text + HTML, both languages)",
+               *_cpu_notes(cpu, size, (rate, baseline_rate))])
+
+
+def _cpu_notes(cpu: dict[str, float | None], size: int, rates: tuple[float, float]) -> list[str]:
+    """CPU time per email, each side's parts, and what that lets each side reach here: the
+    cores shared by all, the sink (one asyncio thread) on one of them at most."""
+    if any(value is None for value in cpu.values()):
+        return []  # no /proc here
+    ms = {name: seconds * 1000 / size for name, seconds in cpu.items()}
+    attest = ms["workers"] + ms["postgres"] + ms["sink"]
+    baseline = ms["clients"] + ms["baseline sink"]
+    cores = os.cpu_count() or 1
+    bounds = (min(cores / attest, 1 / ms["sink"]) * 1000, min(cores / baseline, 1 / ms["baseline sink"]) * 1000)
+    return [f"CPU per email: Attest {attest:.2f} ms (workers {ms['workers']:.2f}, PostgreSQL {ms['postgres']:.2f}, "
+            f"sink {ms['sink']:.2f}); baseline {baseline:.2f} ms (clients {ms['clients']:.2f}, sink "
+            f"{ms['baseline sink']:.2f})",
+            f"what that allows on {cores} cores, the sink on one at most: Attest {bounds[0]:,.0f} emails/s, "
+            f"the baseline {bounds[1]:,.0f} (a ratio of {bounds[0] / bounds[1]:.2f}); reached: "
+            f"{rates[0] / bounds[0]:.0%} and {rates[1] / bounds[1]:.0%} of that"]
+
+
+def _used(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before
 
 
 def _campaign(env: Environment, app, sink: Sink, worker, count: int) -> float:
@@ -72,15 +106,16 @@ def _campaign(env: Environment, app, sink: Sink, worker, count: int) -> float:
     return time.monotonic() - started
 
 
-def _plain(clients: ProcessPoolExecutor, sink: Sink, port: int, count: int, size: int) -> float:
-    """Seconds for the baseline's clients to put ``count`` messages of ``size`` bytes in the sink."""
+def _plain(clients: ProcessPoolExecutor, sink: Sink, port: int, count: int, size: int) -> tuple[float, float]:
+    """Seconds for the baseline's clients to put ``count`` messages of ``size`` bytes in the
+    sink, and the CPU seconds the clients used."""
     sink.reset()
     payload = _message(size)
     shares = _split(count, PROCESSES)
     started = time.monotonic()
-    list(clients.map(_send_plain, [port] * PROCESSES, shares, [payload] * PROCESSES))
+    used = sum(clients.map(_send_plain, [port] * PROCESSES, shares, [payload] * PROCESSES))
     sink.wait_for(count, timeout=60)
-    return time.monotonic() - started
+    return time.monotonic() - started, used
 
 
 def _wait_until_ready(env, app, worker) -> None:
@@ -116,7 +151,10 @@ def _ready(_n: int) -> None:
     """Nothing: makes the pool start its processes before anything is timed."""
 
 
-def _send_plain(port: int, count: int, payload: bytes) -> None:
+def _send_plain(port: int, count: int, payload: bytes) -> float:
+    """Send ``count`` messages over one connection; the CPU seconds it took."""
+    started = time.process_time()
     with smtplib.SMTP("127.0.0.1", port) as smtp:
         for n in range(count):
             smtp.sendmail("bounce@bench.example", [f"person{n}@bench.example"], payload)
+    return time.process_time() - started

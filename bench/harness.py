@@ -255,6 +255,43 @@ def _serve_sink(port: int, count, size) -> None:
         controller.stop()
 
 
+# ---------------------------------------------------------------------- CPU time
+
+def cpu_seconds(chosen) -> float | None:
+    """CPU time (user + system) used so far by the live processes ``chosen(pid, name,
+    process group)`` picks, from /proc; None where there is no /proc. A process that ends
+    takes its count with it: measure processes that outlive the measurement."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None
+    tick, total = os.sysconf("SC_CLK_TCK"), 0
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # it ended meanwhile
+            continue
+        name, fields = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+        if chosen(int(entry.name), name, int(fields[2])):  # fields: state, ppid, pgrp, …
+            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / tick
+
+
+def postgres(_pid: int, name: str, _group: int) -> bool:
+    """The PostgreSQL server's processes (its backends, writers, checkpointer)."""
+    return name.startswith("postgres")
+
+
+def in_group(group: int):
+    """The processes of a process group (a subprocess started by ``Environment.start``)."""
+    return lambda _pid, _name, process_group: process_group == group
+
+
+def one_process(pid: int):
+    return lambda process_id, _name, _group: process_id == pid
+
+
 # ---------------------------------------------------------------------- the machine
 
 def machine() -> dict[str, str]:
