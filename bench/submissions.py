@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import multiprocessing
+import os
 import re
 import statistics
 import sys
@@ -17,7 +18,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from bench import data
-from bench.harness import Environment, Result, free_port
+from bench.harness import Environment, Result, cpu_seconds, free_port, in_group, postgres
 
 CONCURRENCY = 16
 CLIENT_PROCESSES = 4
@@ -48,12 +49,24 @@ def run(env: Environment, app, size: int) -> Result:
         # Attest and the baseline take turns, a share of the respondents each time: a slow
         # spell of the machine (it has them) then falls on both sides, not on one.
         latencies, seconds, baseline_latencies, baseline_seconds = [], 0.0, [], 0.0
+        #: CPU seconds, all turns together, of each side's server, PostgreSQL and load generator
+        cpu = {side: {"server": 0.0, "postgres": 0.0, "clients": 0.0} for side in ("gunicorn", "baseline")}
         with env.autovacuum(("claims", "reviews", "responses", "invitations", "audit_events", "audit_head")):
             for turn in range(ROUNDS):
-                timed, elapsed = _timed_posts(clients, ports["gunicorn"], pages[turn::ROUNDS])
-                latencies, seconds = latencies + timed, seconds + elapsed
-                timed, elapsed = _timed_posts(clients, ports["baseline"], baseline_pages[turn::ROUNDS])
-                baseline_latencies, baseline_seconds = baseline_latencies + timed, baseline_seconds + elapsed
+                for side, server, share in (("gunicorn", servers[0], pages[turn::ROUNDS]),
+                                            ("baseline", servers[1], baseline_pages[turn::ROUNDS])):
+                    # (the autovacuum's work falls in these figures too, on whichever side it runs)
+                    before = cpu_seconds(in_group(server.pid)), cpu_seconds(postgres)
+                    timed, elapsed, clients_cpu = _timed_posts(clients, ports[side], share)
+                    cpu[side]["clients"] += clients_cpu
+                    for name, chosen, was in (("server", in_group(server.pid), before[0]),
+                                              ("postgres", postgres, before[1])):
+                        now = cpu_seconds(chosen)
+                        cpu[side][name] = None if now is None or was is None else cpu[side][name] + now - was
+                    if side == "gunicorn":
+                        latencies, seconds = latencies + timed, seconds + elapsed
+                    else:
+                        baseline_latencies, baseline_seconds = baseline_latencies + timed, baseline_seconds + elapsed
     assert len(latencies) == len(baseline_latencies) == size
     [(responses,)] = env.psql("SELECT count(*) FROM responses WHERE submitted_at IS NOT NULL")
     [(claims,)] = env.psql("SELECT count(*) FROM claims")
@@ -74,7 +87,27 @@ def run(env: Environment, app, size: int) -> Result:
                f"p99 {_percentile(baseline_latencies, 99) * 1000:.0f} ms",
                f"Attest and the baseline took {ROUNDS} turns each, a share of the respondents per turn",
                f"gunicorn {WORKERS} sync workers; the load generator ({CLIENT_PROCESSES} processes × "
-               f"{CONCURRENCY // CLIENT_PROCESSES} threads) runs on the same two cores"])
+               f"{CONCURRENCY // CLIENT_PROCESSES} threads) runs on the same two cores",
+               *_cpu_notes(cpu, size, (rate, baseline_rate))])
+
+
+def _cpu_notes(cpu: dict[str, dict[str, float | None]], size: int, rates: tuple[float, float]) -> list[str]:
+    """CPU time per answer, each side's parts, and the rate that allows on these cores."""
+    if any(value is None for side in cpu.values() for value in side.values()):
+        return []  # no /proc here
+    ms = {side: {name: seconds * 1000 / size for name, seconds in parts.items()} for side, parts in cpu.items()}
+    totals = {side: sum(parts.values()) for side, parts in ms.items()}
+    cores = os.cpu_count() or 1
+    bounds = (cores / totals["gunicorn"] * 1000, cores / totals["baseline"] * 1000)
+
+    def parts(side: str) -> str:
+        return ", ".join(f"{name} {ms[side][name]:.2f}" for name in ("server", "postgres", "clients"))
+
+    return [f"CPU per answer: Attest {totals['gunicorn']:.2f} ms ({parts('gunicorn')}); baseline "
+            f"{totals['baseline']:.2f} ms ({parts('baseline')})",
+            f"what that allows on {cores} cores: Attest {bounds[0]:,.0f} POST/s, the baseline {bounds[1]:,.0f} "
+            f"(a ratio of {bounds[0] / bounds[1]:.2f}); reached: {rates[0] / bounds[0]:.0%} and "
+            f"{rates[1] / bounds[1]:.0%} of that"]
 
 
 def _links(env: Environment, app, size: int) -> list[str]:
@@ -144,14 +177,19 @@ def _open_pages(port: int, tokens: list[str]) -> list[tuple[str, str, str]]:
 
 
 def _timed_posts(clients: ProcessPoolExecutor, port: int,
-                 requests: list[tuple[str, str, str]]) -> tuple[list[float], float]:
+                 requests: list[tuple[str, str, str]]) -> tuple[list[float], float, float]:
+    """Each request's latency, the seconds they all took, and the CPU seconds of the clients."""
     started = time.monotonic()
-    results = _in_clients(clients, _post_all, port, requests)
-    return results, time.monotonic() - started
+    shares = [requests[n::CLIENT_PROCESSES] for n in range(CLIENT_PROCESSES)]
+    parts = list(clients.map(_post_all, [port] * CLIENT_PROCESSES, shares))
+    elapsed = time.monotonic() - started
+    return [latency for latencies, _cpu in parts for latency in latencies], elapsed, sum(cpu for _l, cpu in parts)
 
 
-def _post_all(port: int, requests: list[tuple[str, str, str]]) -> list[float]:
-    """POST each request from CONCURRENCY / CLIENT_PROCESSES threads; each one's latency."""
+def _post_all(port: int, requests: list[tuple[str, str, str]]) -> tuple[list[float], float]:
+    """POST each request from CONCURRENCY / CLIENT_PROCESSES threads; each one's latency,
+    and the CPU seconds this process spent."""
+    cpu = time.process_time()
     latencies: list[float] = []
     errors: list[BaseException] = []
     lock = threading.Lock()
@@ -187,7 +225,7 @@ def _post_all(port: int, requests: list[tuple[str, str, str]]) -> list[float]:
         thread.join()
     if errors:
         raise errors[0]
-    return latencies
+    return latencies, time.process_time() - cpu
 
 
 def _percentile(values: list[float], percent: float) -> float:
