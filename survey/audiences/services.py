@@ -9,7 +9,7 @@ staging table, a chunk of ``CHUNK_ROWS`` rows at a time, and works on it in SQL:
   On PostgreSQL a chunk is first COPYed straight into the people's table (the first line of
   each email in the chunk, under a savepoint): when none of them is there yet, the usual
   case for new people, that is all (COPY writes whole pages at a time; the INSERT's
-  conflict check and row-at-a-time writes took a third more of the database's time);
+  conflict check and row-at-a-time writes took over a quarter more of the database's time);
   when one is, the COPY is rolled back and the INSERT does the chunk;
 - once the file is read, one query finds the lines whose email an earlier line gave (they
   are rejected), and, if some emails were people we already had, one UPDATE … FROM merges
