@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
 
 from bench import data
-from bench.harness import Environment, Result, Sink, cpu_seconds, in_group, one_process, postgres
+from bench.harness import CpuMeter, Environment, Result, Sink, in_group, one_process, postgres
 
 PROCESSES = 4
 TURNS = 3
@@ -23,25 +23,22 @@ TURNS = 3
 def run(env: Environment, app, size: int) -> Result:
     shares = _split(size, TURNS)
     attest, baseline, sizes = [], [], []
-    #: CPU seconds, all turns together: Attest's (workers, PostgreSQL, sink), the baseline's (clients, sink)
-    cpu = {"workers": 0.0, "postgres": 0.0, "sink": 0.0, "clients": 0.0, "baseline sink": 0.0}
     with Sink(env.smtp_port) as sink, \
             ProcessPoolExecutor(PROCESSES, mp_context=multiprocessing.get_context("spawn")) as clients:
         list(clients.map(_ready, range(PROCESSES)))  # the clients' start is not timed
         worker = env.worker(PROCESSES, DISPATCH_PARALLELISM=PROCESSES)
         _wait_until_ready(env, app, worker)
-        processes = {"workers": in_group(worker.pid), "postgres": postgres, "sink": one_process(sink.process.pid)}
+        # CPU seconds, all turns together: Attest's (workers, PostgreSQL, sink), the baseline's (clients, sink)
+        cpu = CpuMeter(workers=in_group(worker.pid), postgres=postgres, sink=one_process(sink.process.pid),
+                       baseline_sink=one_process(sink.process.pid), clients=None)
         for count in shares:
-            before = {name: cpu_seconds(chosen) for name, chosen in processes.items()}
-            attest.append(_campaign(env, app, sink, worker, count))
-            for name, chosen in processes.items():
-                cpu[name] += _used(before[name], cpu_seconds(chosen))
+            with cpu.span("workers", "postgres", "sink"):
+                attest.append(_campaign(env, app, sink, worker, count))
             sizes.append(sink.average_size)
-            before = cpu_seconds(processes["sink"])
-            seconds, clients_cpu = _plain(clients, sink, env.smtp_port, count, sink.average_size)
+            with cpu.span("baseline_sink"):
+                seconds, clients_cpu = _plain(clients, sink, env.smtp_port, count, sink.average_size)
             baseline.append(seconds)
-            cpu["clients"] += clients_cpu
-            cpu["baseline sink"] += _used(before, cpu_seconds(processes["sink"]))
+            cpu.add("clients", clients_cpu)
         env.stop(worker)
     seconds, baseline_seconds = sum(attest), sum(baseline)
     rate, baseline_rate = size / seconds, size / baseline_seconds
@@ -59,26 +56,22 @@ def run(env: Environment, app, size: int) -> Result:
                *_cpu_notes(cpu, size, (rate, baseline_rate))])
 
 
-def _cpu_notes(cpu: dict[str, float | None], size: int, rates: tuple[float, float]) -> list[str]:
+def _cpu_notes(cpu: CpuMeter, size: int, rates: tuple[float, float]) -> list[str]:
     """CPU time per email, each side's parts, and what that lets each side reach here: the
     cores shared by all, the sink (one asyncio thread) on one of them at most."""
-    if any(value is None for value in cpu.values()):
+    ms = cpu.per_item(size)
+    if ms is None:
         return []  # no /proc here
-    ms = {name: seconds * 1000 / size for name, seconds in cpu.items()}
     attest = ms["workers"] + ms["postgres"] + ms["sink"]
-    baseline = ms["clients"] + ms["baseline sink"]
+    baseline = ms["clients"] + ms["baseline_sink"]
     cores = os.cpu_count() or 1
-    bounds = (min(cores / attest, 1 / ms["sink"]) * 1000, min(cores / baseline, 1 / ms["baseline sink"]) * 1000)
+    bounds = (min(cores / attest, 1 / ms["sink"]) * 1000, min(cores / baseline, 1 / ms["baseline_sink"]) * 1000)
     return [f"CPU per email: Attest {attest:.2f} ms (workers {ms['workers']:.2f}, PostgreSQL {ms['postgres']:.2f}, "
             f"sink {ms['sink']:.2f}); baseline {baseline:.2f} ms (clients {ms['clients']:.2f}, sink "
-            f"{ms['baseline sink']:.2f})",
+            f"{ms['baseline_sink']:.2f})",
             f"what that allows on {cores} cores, the sink on one at most: Attest {bounds[0]:,.0f} emails/s, "
             f"the baseline {bounds[1]:,.0f} (a ratio of {bounds[0] / bounds[1]:.2f}); reached: "
             f"{rates[0] / bounds[0]:.0%} and {rates[1] / bounds[1]:.0%} of that"]
-
-
-def _used(before: float | None, after: float | None) -> float | None:
-    return None if before is None or after is None else after - before
 
 
 def _campaign(env: Environment, app, sink: Sink, worker, count: int) -> float:

@@ -5,6 +5,7 @@ The environment is set before the app is imported (config.py reads it then).
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import platform
@@ -290,6 +291,34 @@ def in_group(group: int):
 
 def one_process(pid: int):
     return lambda process_id, _name, _group: process_id == pid
+
+
+class CpuMeter:
+    """CPU seconds of named sets of processes (``cpu_seconds``' choices), summed over the
+    spans measured; a name's total is None where there is no /proc."""
+
+    def __init__(self, **chosen):
+        self.chosen = chosen
+        self.used: dict[str, float | None] = dict.fromkeys(chosen, 0.0)
+
+    def add(self, name: str, seconds: float | None) -> None:
+        previous = self.used.get(name, 0.0)
+        self.used[name] = None if previous is None or seconds is None else previous + seconds
+
+    @contextlib.contextmanager
+    def span(self, *names: str):
+        """Counts what the processes of ``names`` use during the block."""
+        before = {name: cpu_seconds(self.chosen[name]) for name in names}
+        yield
+        for name in names:
+            after = cpu_seconds(self.chosen[name])
+            self.add(name, None if after is None or before[name] is None else after - before[name])
+
+    def per_item(self, count: int) -> dict[str, float] | None:
+        """Milliseconds per item, by name; None if some total is unknown."""
+        if any(value is None for value in self.used.values()):
+            return None
+        return {name: seconds * 1000 / count for name, seconds in self.used.items()}
 
 
 # ---------------------------------------------------------------------- the machine

@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from bench import data
-from bench.harness import Environment, Result, cpu_seconds, free_port, in_group, postgres
+from bench.harness import CpuMeter, Environment, Result, free_port, in_group, postgres
 
 CONCURRENCY = 16
 CLIENT_PROCESSES = 4
@@ -49,20 +49,16 @@ def run(env: Environment, app, size: int) -> Result:
         # Attest and the baseline take turns, a share of the respondents each time: a slow
         # spell of the machine (it has them) then falls on both sides, not on one.
         latencies, seconds, baseline_latencies, baseline_seconds = [], 0.0, [], 0.0
-        #: CPU seconds, all turns together, of each side's server, PostgreSQL and load generator
-        cpu = {side: {"server": 0.0, "postgres": 0.0, "clients": 0.0} for side in ("gunicorn", "baseline")}
+        # CPU seconds, all turns together, of each side's server, PostgreSQL and load generator
+        # (the autovacuum's work falls in them too, on whichever side it runs)
+        cpu = {side: CpuMeter(server=in_group(server.pid), postgres=postgres, clients=None)
+               for side, server in zip(("gunicorn", "baseline"), servers)}
         with env.autovacuum(("claims", "reviews", "responses", "invitations", "audit_events", "audit_head")):
             for turn in range(ROUNDS):
-                for side, server, share in (("gunicorn", servers[0], pages[turn::ROUNDS]),
-                                            ("baseline", servers[1], baseline_pages[turn::ROUNDS])):
-                    # (the autovacuum's work falls in these figures too, on whichever side it runs)
-                    before = cpu_seconds(in_group(server.pid)), cpu_seconds(postgres)
-                    timed, elapsed, clients_cpu = _timed_posts(clients, ports[side], share)
-                    cpu[side]["clients"] += clients_cpu
-                    for name, chosen, was in (("server", in_group(server.pid), before[0]),
-                                              ("postgres", postgres, before[1])):
-                        now = cpu_seconds(chosen)
-                        cpu[side][name] = None if now is None or was is None else cpu[side][name] + now - was
+                for side, share in (("gunicorn", pages[turn::ROUNDS]), ("baseline", baseline_pages[turn::ROUNDS])):
+                    with cpu[side].span("server", "postgres"):
+                        timed, elapsed, clients_cpu = _timed_posts(clients, ports[side], share)
+                    cpu[side].add("clients", clients_cpu)
                     if side == "gunicorn":
                         latencies, seconds = latencies + timed, seconds + elapsed
                     else:
@@ -91,11 +87,11 @@ def run(env: Environment, app, size: int) -> Result:
                *_cpu_notes(cpu, size, (rate, baseline_rate))])
 
 
-def _cpu_notes(cpu: dict[str, dict[str, float | None]], size: int, rates: tuple[float, float]) -> list[str]:
+def _cpu_notes(cpu: dict[str, CpuMeter], size: int, rates: tuple[float, float]) -> list[str]:
     """CPU time per answer, each side's parts, and the rate that allows on these cores."""
-    if any(value is None for side in cpu.values() for value in side.values()):
+    ms = {side: meter.per_item(size) for side, meter in cpu.items()}
+    if None in ms.values():
         return []  # no /proc here
-    ms = {side: {name: seconds * 1000 / size for name, seconds in parts.items()} for side, parts in cpu.items()}
     totals = {side: sum(parts.values()) for side, parts in ms.items()}
     cores = os.cpu_count() or 1
     bounds = (cores / totals["gunicorn"] * 1000, cores / totals["baseline"] * 1000)
