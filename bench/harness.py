@@ -295,7 +295,8 @@ def one_process(pid: int):
 
 class CpuMeter:
     """CPU seconds of named sets of processes (``cpu_seconds``' choices), summed over the
-    spans measured; a name's total is None where there is no /proc."""
+    spans measured; a name's total is None where there is no /proc. A name chosen as None
+    is counted by hand (``add``): processes that report their own CPU time."""
 
     def __init__(self, **chosen):
         self.chosen = chosen

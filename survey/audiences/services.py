@@ -344,7 +344,6 @@ class _Staging:
             chunk.people = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
         chunk.spool.write("".join(self._pending).encode())
         chunk.people.write("".join(self._people).encode())
-        chunk.people_count += len(self._people)
         self._pending.clear()
         self._people.clear()
 
@@ -359,7 +358,7 @@ class _Staging:
             return
         if self.postgresql:
             self._spool(chunk)
-            chunk.emails = set()  # not needed any more
+            chunk.people_count, chunk.emails = len(chunk.emails), set()  # one person per email in the chunk
             self._worker.submit(chunk)  # copied and created while the next chunk is read
         else:
             if self._pending:
