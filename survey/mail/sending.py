@@ -550,18 +550,46 @@ def _send_one(smtp: smtplib.SMTP, job: Job) -> Outcome:
     # command line is refused instead of sent.
     if _UNSAFE_IN_COMMAND.search(job.recipient):
         return Outcome("failed", "not sent: the address holds characters an SMTP command cannot carry")
-    code, reply = smtp.docmd("MAIL", f"FROM:<{return_path(job.outbox_id)}>")
-    if code >= 400:
-        smtp.rset()
-        return _classify(code, reply)
-    code, reply = smtp.docmd("RCPT", f"TO:<{job.recipient}>")
-    if code >= 400:
-        smtp.rset()
-        return _classify(code, reply)
+    envelope = (f"MAIL FROM:<{return_path(job.outbox_id)}>", f"RCPT TO:<{job.recipient}>")
+    if smtp.has_extn("pipelining"):
+        return _send_pipelined(smtp, envelope, job.data)
+    for command in envelope:
+        code, reply = smtp.docmd(command)
+        if code >= 400:
+            smtp.rset()
+            return _classify(code, reply)
     code, reply = smtp.data(job.data)
     if code >= 400:
         smtp.rset()  # leave the session clean for the next message of the batch
     return _classify(code, reply)
+
+
+def _send_pipelined(smtp: smtplib.SMTP, envelope: tuple[str, str], data: bytes) -> Outcome:
+    """Send one email to a relay that offers PIPELINING (RFC 2920, as Postfix and the big
+    relays do): MAIL, RCPT and DATA go in one write and their three replies are read
+    after, then the message follows the 354. Two round trips per email instead of four,
+    and a third of the writes and reads on both sides.
+
+    Every reply is read whatever came before it, in order. A refused MAIL or RCPT is the
+    email's outcome; if the relay still accepts the DATA that follows, a lone dot ends it
+    with nothing to deliver (RFC 2920, 3.1)."""
+    smtp.send("".join(f"{command}\r\n" for command in (*envelope, "DATA")))
+    replies = [smtp.getreply() for _ in range(3)]
+    refused = next((reply for reply in replies[:2] if reply[0] >= 400), None)
+    code, reply = replies[2]
+    if code == 354:
+        smtp.send(b".\r\n" if refused else _dot_stuffed(data) + b".\r\n")
+        code, reply = smtp.getreply()
+    if refused or code >= 400:
+        smtp.rset()  # leave the session clean for the next message of the batch
+    return _classify(*(refused or (code, reply)))
+
+
+def _dot_stuffed(data: bytes) -> bytes:
+    """The message as DATA carries it (RFC 5321, 4.5.2): a line that begins with a dot gets
+    another, and the message ends with a line end."""
+    stuffed = re.sub(rb"(?m)^\.", b"..", data)
+    return stuffed if stuffed.endswith(b"\r\n") else stuffed + b"\r\n"
 
 
 def _classify(code: int, reply: bytes | str) -> Outcome:

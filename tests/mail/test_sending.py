@@ -29,13 +29,31 @@ TRANSLATIONS = Path(__file__).resolve().parents[2] / "survey" / "translations"
 
 
 class RecordingMail(CaughtMail):
-    """CaughtMail that also notes the connection each message came on."""
+    """CaughtMail that also notes the connection each message came on, can offer
+    PIPELINING (RFC 2920) and can refuse a MAIL or a DATA."""
 
-    def __init__(self):
+    def __init__(self, pipelining: bool = False):
         super().__init__()
+        self.pipelining = pipelining
         self.peers: list = []
         self.rcpt_peers: list = []
         self.drops = 0  # how many next RCPTs hang up instead of answering
+        self.mail_replies: list[str] = []  # consumed one per MAIL; empty means 250
+        self.data_replies: list[str] = []  # consumed one per DATA; empty means accepted
+        self.contents: list[bytes] = []  # every DATA the server took, as it came
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.mail_replies:
+            return self.mail_replies.pop(0)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         self.rcpt_peers.append(session.peer)
@@ -46,6 +64,9 @@ class RecordingMail(CaughtMail):
         return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
 
     async def handle_DATA(self, server, session, envelope):
+        self.contents.append(envelope.content)
+        if self.data_replies:
+            return self.data_replies.pop(0)
         self.peers.append(session.peer)
         return await super().handle_DATA(server, session, envelope)
 
@@ -54,9 +75,11 @@ class RecordingMail(CaughtMail):
         return len(set(self.peers))
 
 
-@pytest.fixture
-def smtp(app):
-    yield from serve_smtp(RecordingMail())
+@pytest.fixture(params=[False, True], ids=["lockstep", "pipelining"])
+def smtp(app, request):
+    """The relay, once waiting for each reply before the next command, once offering
+    PIPELINING: every test that sends through it runs both ways."""
+    yield from serve_smtp(RecordingMail(pipelining=request.param))
 
 
 @pytest.fixture
@@ -478,28 +501,131 @@ def test_a_server_that_keeps_dropping_us_is_left_alone_for_the_batch(app, alumni
 
 
 def test_data_refused_permanently_is_not_retried(app, alumni, create_stakeholder, smtp, retry_base, monkeypatch):
-    import smtplib
-
     refused = create_stakeholder()
     accepted = create_stakeholder()
     campaign = started_campaign(alumni, monkeypatch)
-    real_data = smtplib.SMTP.data
-    calls = []
-
-    def data(self, msg):  # the relay answers 554 to the DATA command of the first email
-        calls.append(1)
-        if len(calls) == 1:
-            self.docmd("RSET")
-            raise smtplib.SMTPDataError(554, b"5.7.1 message refused")
-        return real_data(self, msg)
-
-    monkeypatch.setattr(smtplib.SMTP, "data", data)
+    smtp.data_replies = ["554 5.7.1 message refused"]  # the first email's content is refused
     assert send_batch(100) == 2
     rows = {r.invitation.stakeholder_id: r for r in _rows(campaign.id)}
     assert rows[refused.id].status == "failed" and rows[refused.id].smtp_reply.startswith("554")
     assert rows[accepted.id].status == "sent"
     assert [_recipient(m) for m in smtp.messages] == [accepted.email]
     assert smtp.connections == 1
+
+
+def test_a_refused_sender_is_retried_and_the_batch_goes_on(app, alumni, create_stakeholder, smtp, retry_base,
+                                                          monkeypatch):
+    people = [create_stakeholder() for _ in range(3)]
+    campaign = started_campaign(alumni, monkeypatch)
+    smtp.mail_replies = ["451 4.7.1 slow down"]  # the first MAIL FROM only
+    assert send_batch(100) == 3
+    rows = sorted(_rows(campaign.id), key=lambda r: r.id)
+    assert [r.status for r in rows] == ["queued", "sent", "sent"]
+    assert rows[0].smtp_reply.startswith("451 4.7.1")
+    assert sorted(_recipient(m) for m in smtp.messages) == sorted(p.email for p in people[1:])
+    assert len(smtp.contents) == 2  # nothing was carried for the refused one
+    assert len(set(smtp.rcpt_peers)) == 1
+
+
+class AcceptsDataOfRefused(RecordingMail):
+    """A relay that refuses a recipient yet answers 354 to the DATA that follows, which
+    RFC 2920 allows: a pipelining client must not send the email then."""
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        envelope.rcpt_tos.append(address)
+        return "550 5.1.1 no such user"
+
+
+def test_a_pipelined_data_accepted_after_a_refused_recipient_carries_nothing(app, alumni, create_stakeholder,
+                                                                             monkeypatch):
+    dead = create_stakeholder(email="gone@example.org")
+    campaign = started_campaign(alumni, monkeypatch)
+    handler = AcceptsDataOfRefused(pipelining=True)
+    for _ in serve_smtp(handler):
+        assert send_batch(100) == 1
+    [row] = _rows(campaign.id)
+    assert row.status == "failed" and row.smtp_reply.startswith("550 5.1.1")
+    assert handler.contents == [b""]  # a lone dot ended the DATA: no email was carried
+    assert db.session.get(Stakeholder, dead.id).suppressed_at is not None
+
+
+class Tap:
+    """A TCP relay between the app and the SMTP server that keeps each chunk the app
+    writes, as the server reads it."""
+
+    def __init__(self, server_port: int):
+        self.server_port = server_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.chunks: list[bytes] = []
+        self.sockets: list[socket.socket] = [self.listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        try:
+            while True:
+                client, _address = self.listener.accept()
+                server = socket.create_connection(("127.0.0.1", self.server_port))
+                self.sockets += [client, server]
+                threading.Thread(target=self._pump, args=(client, server, self.chunks), daemon=True).start()
+                threading.Thread(target=self._pump, args=(server, client, None), daemon=True).start()
+        except OSError:
+            return  # closed
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket, kept: list | None) -> None:
+        try:
+            while data := source.recv(65536):
+                if kept is not None:
+                    kept.append(data)
+                sink.sendall(data)
+            sink.shutdown(socket.SHUT_WR)
+        except OSError:
+            return
+
+    def close(self) -> None:
+        for one in self.sockets:
+            one.close()
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["lockstep", "pipelining"])
+def test_a_relay_that_offers_pipelining_gets_each_envelope_in_one_write(app, alumni, create_stakeholder,
+                                                                         monkeypatch, pipelining):
+    # Two round trips per email instead of four: what a relay across a network limits.
+    people = [create_stakeholder() for _ in range(3)]
+    started_campaign(alumni, monkeypatch)
+    handler = RecordingMail(pipelining=pipelining)
+    for _ in serve_smtp(handler):
+        tap = Tap(app.config["SMTP_PORT"])
+        monkeypatch.setitem(app.config, "SMTP_PORT", tap.port)
+        try:
+            assert send_batch(100) == 3
+        finally:
+            tap.close()
+    assert sorted(_recipient(m) for m in handler.messages) == sorted(p.email for p in people)
+    envelopes = [chunk for chunk in tap.chunks if chunk.startswith(b"MAIL FROM:")]
+    assert len(envelopes) == 3
+    if pipelining:
+        assert all(re.fullmatch(rb"MAIL FROM:<[^>]+>\r\nRCPT TO:<[^>]+>\r\nDATA\r\n", e) for e in envelopes)
+    else:  # each command waited for the reply to the one before
+        assert all(e.count(b"\r\n") == 1 for e in envelopes)
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["lockstep", "pipelining"])
+def test_lines_that_begin_with_a_dot_arrive_as_written(app, pipelining):
+    # A line holding only a dot ends an email on the wire: it is doubled on the way.
+    from survey.mail.sending import Job, _deliver
+
+    body = b"Subject: dots\r\n\r\nfirst\r\n.\r\n..two\r\n.last"
+    job = Job(1, None, None, "review_reminder", 0, 1, None, message_id="<1@test>", recipient="chair@example.org",
+              data=body)
+    outcomes = []
+    handler = RecordingMail(pipelining=pipelining)
+    for _ in serve_smtp(handler):
+        with app.app_context():
+            _deliver([job, job], lambda _job, outcome: outcomes.append(outcome.status))
+    assert outcomes == ["sent", "sent"]
+    assert handler.contents == [body + b"\r\n"] * 2
 
 
 # ----------------------------------------------------------------------- leases, races
