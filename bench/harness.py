@@ -180,6 +180,11 @@ class Environment:
 
 # ---------------------------------------------------------------------- the SMTP sink
 
+#: whether the sink offers PIPELINING (RFC 2920), as Postfix and the big relays do; Attest
+#: uses it, smtplib (the dispatch baseline) does not. BENCH_SINK_PIPELINING=0 turns it off.
+SINK_PIPELINING = os.environ.get("BENCH_SINK_PIPELINING", "1") != "0"
+
+
 class Sink:
     """A real SMTP server (aiosmtpd) in its own process that counts what it accepts."""
 
@@ -237,6 +242,12 @@ def _serve_sink(port: int, count, size) -> None:
     from aiosmtpd.controller import Controller
 
     class Counter:
+        async def handle_EHLO(self, server, session, envelope, hostname, responses):
+            session.host_name = hostname
+            if SINK_PIPELINING:
+                responses.insert(-1, "250-PIPELINING")
+            return responses
+
         async def handle_DATA(self, server, session, envelope):
             with count.get_lock():
                 count.value += len(envelope.rcpt_tos)
