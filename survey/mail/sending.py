@@ -481,8 +481,9 @@ def _keep(smtp: smtplib.SMTP) -> None:
 
 def _deliver(jobs: list[Job], record, holds=lambda job: True) -> None:
     """Send each email on this thread's connection (kept open for its next batch), calling
-    ``record(job, outcome)`` after each; reconnect once if the server drops us. A row ``holds`` says is no longer ours is
-    left alone: another worker has it now.
+    ``record(job, outcome)`` for each as its outcome is known; reconnect once if the
+    server drops us. A row ``holds`` says is no longer ours is left alone: another worker
+    has it now.
 
     A relay that cannot be reached (refused, silent until the timeout, or dropping
     us a second time) is not tried again for the rest of the batch: those rows go
@@ -490,7 +491,8 @@ def _deliver(jobs: list[Job], record, holds=lambda job: True) -> None:
     enough to outlive the batch's lease and let another worker send the rows too.
     """
     smtp = _kept_connection()  # one connection per sending thread, kept between batches
-    connections = 0
+    relay = _Relay(smtp) if smtp is not None else None
+    connections, finished = 0, False
     unreachable = None  # the reason the rest of the batch is not tried
     try:
         for job in jobs:
@@ -499,36 +501,36 @@ def _deliver(jobs: list[Job], record, holds=lambda job: True) -> None:
             if job.unbuildable is not None:
                 record(job, job.unbuildable)
                 continue
-            if smtp is None and unreachable is None and connections == 2:
+            if _UNSAFE_IN_COMMAND.search(job.recipient):
+                record(job, Outcome("failed", "not sent: the address holds characters an SMTP command cannot carry"))
+                continue
+            if relay is None and unreachable is None and connections == 2:
                 unreachable = "connection error: the server dropped the connection twice"
             if unreachable is not None:
                 record(job, Outcome("retry", unreachable))
                 continue
-            if smtp is None:
+            if relay is None:
                 connections += 1
                 try:
-                    smtp = _connect()
+                    relay = _Relay(_connect())
                 except OSError as exc:  # smtplib's errors and socket.timeout are OSErrors
                     unreachable = f"connection error: {exc}"
                     record(job, Outcome("retry", unreachable))
                     continue
-            try:
-                outcome = _send_one(smtp, job)
-            except smtplib.SMTPResponseException as exc:  # a refusal raised, not returned (DATA)
-                outcome = _classify(exc.smtp_code, exc.smtp_error)
-                try:
-                    smtp.rset()
-                except OSError:
-                    _close(smtp)
-                    smtp = None
-            except OSError as exc:
-                _close(smtp)
-                smtp = None
-                outcome = Outcome("retry", f"connection error: {exc}")
-            record(job, outcome)
+            for done, outcome in _send_one(relay, job):
+                record(done, outcome)
+            if relay.broken:
+                _close(relay.smtp)
+                relay = None
+        if relay is not None:
+            for done, outcome in relay.finish():
+                record(done, outcome)
+            finished = True
     finally:
-        if smtp is not None:
-            _keep(smtp)
+        if relay is not None and finished and not relay.broken:
+            _keep(relay.smtp)
+        elif relay is not None:
+            _close(relay.smtp)  # stopped mid-batch, perhaps mid-email: the session is not reused
 
 
 def _close(smtp: smtplib.SMTP) -> None:
@@ -542,47 +544,113 @@ def _close(smtp: smtplib.SMTP) -> None:
 _UNSAFE_IN_COMMAND = re.compile(r"[<>\s]")
 
 
-def _send_one(smtp: smtplib.SMTP, job: Job) -> Outcome:
-    # The envelope sender is the row's own VERP address: a later bounce names this email.
-    # Both addresses are plain ASCII addr-specs already (return_path, ascii_address), so the
-    # commands are written as they are: smtplib's mail()/rcpt() would parse each address
-    # again, a sixth of the worker's time per email. An address that could break the
-    # command line is refused instead of sent.
-    if _UNSAFE_IN_COMMAND.search(job.recipient):
-        return Outcome("failed", "not sent: the address holds characters an SMTP command cannot carry")
-    envelope = (f"MAIL FROM:<{return_path(job.outbox_id)}>", f"RCPT TO:<{job.recipient}>")
-    if smtp.has_extn("pipelining"):
-        return _send_pipelined(smtp, envelope, job.data)
-    for command in envelope:
-        code, reply = smtp.docmd(command)
+def _send_one(relay: "_Relay", job: Job) -> list[tuple[Job, Outcome]]:
+    """Put one email on the wire; the outcomes known now: its own, or on a relay that
+    pipelines, the email's before (its own comes with the next, or ``finish``)."""
+    return relay.send(job)
+
+
+class _Relay:
+    """A connection to the relay, sending one email after another.
+
+    The envelope sender is each row's own VERP address: a later bounce names the email.
+    Both addresses are plain ASCII addr-specs already (return_path, ascii_address, and
+    _deliver refuses what could break a command), so the commands are written as they
+    are: smtplib's mail()/rcpt() would parse each address again, a sixth of the worker's
+    time per email.
+
+    A relay that offers PIPELINING (RFC 2920; Postfix and the big relays do) gets one
+    write per email: the end of the email before (its message, or RSET after a refusal)
+    then this one's MAIL, RCPT and DATA; the replies are read after, in order, and the
+    message follows at the next write, once its DATA got 354. One round trip per email
+    instead of four, with the writes and reads on both sides cut to match. A refused
+    MAIL or RCPT is the email's outcome; a DATA the relay accepts anyway is ended by a
+    lone dot, carrying nothing (RFC 2920, 3.1). Other relays get one command at a time.
+
+    A lost connection is an outcome too (a retry) for each email on the wire, and marks
+    the relay ``broken``; replies read before it keep theirs.
+    """
+
+    def __init__(self, smtp: smtplib.SMTP):
+        self.smtp = smtp
+        self.pipelining = smtp.has_extn("pipelining")
+        self.broken = False
+        #: on a pipelining relay, the email whose envelope is answered and whose message is not yet sent
+        self.in_flight: Job | None = None
+        self._refused: tuple[int, bytes] | None = None  # the in-flight email's refusal, if any
+        self._data_accepted = False  # its DATA got 354: the relay waits for the message
+
+    def send(self, job: Job) -> list[tuple[Job, Outcome]]:
+        if self.pipelining:
+            return self._turn(job)
+        try:
+            return [(job, self._lockstep(job))]
+        except OSError as exc:
+            self.broken = True
+            return [(job, Outcome("retry", f"connection error: {exc}"))]
+
+    def finish(self) -> list[tuple[Job, Outcome]]:
+        """The email still in flight goes out; its outcome."""
+        return self._turn(None) if self.in_flight is not None else []
+
+    def _lockstep(self, job: Job) -> Outcome:
+        for command in _envelope(job):
+            code, reply = self.smtp.docmd(command)
+            if code >= 400:
+                self._reset()
+                return _classify(code, reply)
+        try:
+            code, reply = self.smtp.data(job.data)
+        except smtplib.SMTPResponseException as exc:  # a refusal raised, not returned (DATA)
+            code, reply = exc.smtp_code, exc.smtp_error
         if code >= 400:
-            smtp.rset()
-            return _classify(code, reply)
-    code, reply = smtp.data(job.data)
-    if code >= 400:
-        smtp.rset()  # leave the session clean for the next message of the batch
-    return _classify(code, reply)
+            self._reset()  # leave the session clean for the next message of the batch
+        return _classify(code, reply)
+
+    def _reset(self) -> None:
+        try:
+            self.smtp.rset()
+        except OSError:
+            self.broken = True  # the refusal stands; the connection is not used again
+
+    def _turn(self, job: Job | None) -> list[tuple[Job, Outcome]]:
+        """One write: the in-flight email's end, then ``job``'s envelope; then their replies."""
+        before, refused, accepted = self.in_flight, self._refused, self._data_accepted
+        self.in_flight = None
+        if before is None:
+            ending = b""
+        elif not accepted:
+            ending = b"RSET\r\n"  # the relay may hold a half-made transaction
+        elif refused is not None:
+            ending = b".\r\n"
+        else:
+            ending = _dot_stuffed(before.data) + b".\r\n"
+        start = "".join(f"{command}\r\n" for command in (*_envelope(job), "DATA")).encode() if job else b""
+        done = []
+        try:
+            self.smtp.send(ending + start)
+            if before is not None:
+                code, reply = self.smtp.getreply()
+                done.append((before, _classify(*(refused or (code, reply)))))
+                before = None
+            if job is not None:
+                replies = [self.smtp.getreply() for _ in range(3)]
+                self._data_accepted = replies[2][0] == 354
+                self._refused = next((reply for reply in replies[:2] if reply[0] >= 400),
+                                     None if self._data_accepted else replies[2])
+                self.in_flight = job
+        except OSError as exc:
+            self.broken = True
+            if before is not None and refused is not None:  # refused already: that stands
+                done.append((before, _classify(*refused)))
+                before = None
+            lost = Outcome("retry", f"connection error: {exc}")
+            done += [(one, lost) for one in (before, job) if one is not None]
+        return done
 
 
-def _send_pipelined(smtp: smtplib.SMTP, envelope: tuple[str, str], data: bytes) -> Outcome:
-    """Send one email to a relay that offers PIPELINING (RFC 2920, as Postfix and the big
-    relays do): MAIL, RCPT and DATA go in one write and their three replies are read
-    after, then the message follows the 354. Two round trips per email instead of four,
-    and a third of the writes and reads on both sides.
-
-    Every reply is read whatever came before it, in order. A refused MAIL or RCPT is the
-    email's outcome; if the relay still accepts the DATA that follows, a lone dot ends it
-    with nothing to deliver (RFC 2920, 3.1)."""
-    smtp.send("".join(f"{command}\r\n" for command in (*envelope, "DATA")))
-    replies = [smtp.getreply() for _ in range(3)]
-    refused = next((reply for reply in replies[:2] if reply[0] >= 400), None)
-    code, reply = replies[2]
-    if code == 354:
-        smtp.send(b".\r\n" if refused else _dot_stuffed(data) + b".\r\n")
-        code, reply = smtp.getreply()
-    if refused or code >= 400:
-        smtp.rset()  # leave the session clean for the next message of the batch
-    return _classify(*(refused or (code, reply)))
+def _envelope(job: Job) -> tuple[str, str]:
+    return f"MAIL FROM:<{return_path(job.outbox_id)}>", f"RCPT TO:<{job.recipient}>"
 
 
 def _dot_stuffed(data: bytes) -> bytes:
