@@ -267,6 +267,70 @@ def _serve_sink(port: int, count, size) -> None:
         controller.stop()
 
 
+class DelayedRelay:
+    """A TCP relay in front of the sink that holds each reply back ``delay`` seconds: the
+    sink as if across a network, ``delay`` of round trip away (an asyncio thread)."""
+
+    def __init__(self, target_port: int, delay: float):
+        self.target_port, self.delay = target_port, delay
+        self.port = 0
+        self.loop = None
+
+    def __enter__(self) -> "DelayedRelay":
+        import asyncio
+        import threading
+
+        ready = threading.Event()
+
+        async def serve():
+            server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+            self.port = server.sockets[0].getsockname()[1]
+            ready.set()
+            await server.serve_forever()
+
+        def run():
+            self.loop = asyncio.new_event_loop()
+            self._serving = self.loop.create_task(serve())
+            with contextlib.suppress(asyncio.CancelledError):
+                self.loop.run_until_complete(self._serving)
+            rest = asyncio.all_tasks(self.loop)  # the connections' tasks: ended, not left pending
+            for task in rest:
+                task.cancel()
+            self.loop.run_until_complete(asyncio.gather(*rest, return_exceptions=True))
+            self.loop.close()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("the delaying relay did not start")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.loop.call_soon_threadsafe(self._serving.cancel)
+        self._thread.join(10)
+
+    async def _handle(self, client_reader, client_writer) -> None:
+        import asyncio
+
+        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        loop = asyncio.get_running_loop()
+
+        async def up():
+            while data := await client_reader.read(65536):
+                server_writer.write(data)
+            server_writer.close()
+
+        async def down():
+            while data := await server_reader.read(65536):
+                loop.call_later(self.delay, client_writer.write, data)
+            loop.call_later(self.delay, client_writer.close)
+
+        try:
+            await asyncio.gather(up(), down(), return_exceptions=True)
+        except asyncio.CancelledError:
+            pass  # the relay stops: the connection ends with it, quietly
+
+
 # ---------------------------------------------------------------------- CPU time
 
 def cpu_seconds(chosen) -> float | None:
