@@ -540,8 +540,9 @@ def _close(smtp: smtplib.SMTP) -> None:
         pass
 
 
-#: what may not appear in an address written into MAIL FROM/RCPT TO
-_UNSAFE_IN_COMMAND = re.compile(r"[<>\s]")
+#: what may not appear in an address written into MAIL FROM/RCPT TO (beyond ASCII needs
+#: SMTPUTF8, which Attest does not use)
+_UNSAFE_IN_COMMAND = re.compile(r"[<>\s]|[^\x00-\x7f]")
 
 
 def _send_one(relay: "_Relay", job: Job) -> list[tuple[Job, Outcome]]:

@@ -614,6 +614,26 @@ def test_a_relay_that_offers_pipelining_gets_one_write_per_email(app, alumni, cr
 
 
 @pytest.mark.parametrize("pipelining", [False, True], ids=["lockstep", "pipelining"])
+def test_a_staff_address_beyond_ascii_is_refused_and_the_batch_goes_on(app, pipelining):
+    # Invitations refuse such addresses when built; a staff email is checked on the way out.
+    from survey.mail.sending import Job, _deliver
+
+    def job(n: int, recipient: str) -> Job:
+        return Job(n, None, None, "chair_digest", 0, 1, None, message_id=f"<{n}@test>", recipient=recipient,
+                   data=b"Subject: digest\r\n\r\nhello\r\n")
+
+    outcomes = []
+    handler = RecordingMail(pipelining=pipelining)
+    for _ in serve_smtp(handler):
+        with app.app_context():
+            _deliver([job(1, "chaïr@example.org"), job(2, "chair@example.org")],
+                     lambda one, outcome: outcomes.append((one.outbox_id, outcome.status, outcome.reply)))
+    assert [(n, status) for n, status, _reply in outcomes] == [(1, "failed"), (2, "sent")]
+    assert "characters an SMTP command cannot carry" in outcomes[0][2]
+    assert [m["to"] for m in handler.messages] == [["chair@example.org"]]
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["lockstep", "pipelining"])
 def test_lines_that_begin_with_a_dot_arrive_as_written(app, pipelining):
     # A line holding only a dot ends an email on the wire: it is doubled on the way.
     from survey.mail.sending import Job, _deliver
