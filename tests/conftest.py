@@ -166,11 +166,19 @@ def shared_data() -> Path:
 
 
 class CaughtMail:
-    """What a real aiosmtpd server received, with scriptable replies."""
+    """What a real aiosmtpd server received, with scriptable replies; it offers
+    PIPELINING (RFC 2920) if asked to, as Postfix and the big relays do."""
 
-    def __init__(self):
+    def __init__(self, pipelining: bool = False):
+        self.pipelining = pipelining
         self.messages: list = []
         self.replies: list[str] = []  # consumed one per RCPT; empty means 250
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if self.replies:

@@ -29,24 +29,17 @@ TRANSLATIONS = Path(__file__).resolve().parents[2] / "survey" / "translations"
 
 
 class RecordingMail(CaughtMail):
-    """CaughtMail that also notes the connection each message came on, can offer
-    PIPELINING (RFC 2920) and can refuse a MAIL or a DATA."""
+    """CaughtMail that also notes the connection each message came on and can refuse a
+    MAIL or a DATA."""
 
     def __init__(self, pipelining: bool = False):
-        super().__init__()
-        self.pipelining = pipelining
+        super().__init__(pipelining)
         self.peers: list = []
         self.rcpt_peers: list = []
         self.drops = 0  # how many next RCPTs hang up instead of answering
         self.mail_replies: list[str] = []  # consumed one per MAIL; empty means 250
         self.data_replies: list[str] = []  # consumed one per DATA; empty means accepted
         self.contents: list[bytes] = []  # every DATA the server took, as it came
-
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):
-        session.host_name = hostname
-        if self.pipelining:
-            responses.insert(-1, "250-PIPELINING")
-        return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         if self.mail_replies:

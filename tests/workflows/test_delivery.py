@@ -33,10 +33,11 @@ from tests.conftest import CaughtMail, serve_smtp
 
 
 class Sink(CaughtMail):
-    """The SMTP server: notes when each RCPT came, and can take its time per message."""
+    """The SMTP server: notes when each RCPT came, and can take its time per message. It
+    offers PIPELINING, as production relays do (tests/mail/test_sending.py runs both ways)."""
 
     def __init__(self):
-        super().__init__()
+        super().__init__(pipelining=True)
         self.rcpt_times: list[float] = []
         self.delay = 0.0
 
