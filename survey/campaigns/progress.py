@@ -30,11 +30,11 @@ MAX_DAYS = 120
 LIVE_STATUSES = ("scheduled", "sending")
 
 
-def sending_progress(campaign: Campaign) -> dict:
-    """Where the campaign stands: its status, the counts (one aggregate query), the
-    percentage of invitations sent, and that said in a sentence in the reader's language.
-    The campaign page and the JSON its script polls both show this."""
-    counts = campaign_counts(campaign.id)
+def sending_progress(campaign: Campaign, counts: dict[str, int] | None = None) -> dict:
+    """Where the campaign stands: its status, the counts (``COUNT_KEYS``; one aggregate
+    query unless given), the percentage of invitations sent, and that said in a sentence
+    in the reader's language. The campaign page and the JSON its script polls both show this."""
+    counts = counts if counts is not None else campaign_counts(campaign.id)
     invited, sent = counts["invited"], counts["sent"]
     # a large audience is invited a chunk at a time while the first emails go out
     preparing = campaign.status == "sending" and campaign.invitations_made_at is None
@@ -64,21 +64,49 @@ class Day:
     totals: dict[str, int]
 
 
-def funnel_by_day(campaign: Campaign) -> list[Day]:
-    """Cumulative counts per day (UTC) from the first invitation to today or the close.
+@dataclass(frozen=True)
+class Tally:
+    """A campaign's invitations counted in one pass: per status, and per day (UTC) of
+    each stage of the funnel."""
 
-    One pass over the invitations, grouped by the day of each stage together: people
-    move through the stages on a few days, so the groups are few, and a million
-    invitations are read once instead of once per stage."""
+    by_status: dict[str, int]
+    #: stage → day → invitations that reached the stage that day
+    per_day: dict[str, dict[date, int]]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """The progress counts (``COUNT_KEYS``), as ``campaign_counts`` gives them."""
+        reached = {name: sum(days.values()) for name, days in self.per_day.items()}
+        return {"invited": sum(self.by_status.values()), "sent": reached["sent"],
+                "failed": self.by_status.get("failed", 0) + self.by_status.get("bounced", 0),
+                "queued": self.by_status.get("queued", 0), "opened": reached["opened"],
+                "started": reached["started"], "completed": reached["completed"]}
+
+
+def tally(campaign: Campaign) -> Tally:
+    """One pass over the invitations, grouped by the day of each stage and the status
+    together: people move through the stages on a few days, so the groups are few, and
+    the campaign page reads a million invitations once instead of once for its counts,
+    once for its funnel and once for its number of recipients."""
     days_of = [func.date(column) for _name, column, _colour, _dash in STAGES]
+    by_status: dict[str, int] = {}
     per_day: dict[str, dict[date, int]] = {name: {} for name, *_rest in STAGES}
-    for *stage_days, count in db.session.execute(
-        select(*days_of, func.count()).where(Invitation.campaign_id == campaign.id).group_by(*days_of)
+    for *stage_days, status, count in db.session.execute(
+        select(*days_of, Invitation.status, func.count())
+        .where(Invitation.campaign_id == campaign.id).group_by(*days_of, Invitation.status)
     ):
+        by_status[status] = by_status.get(status, 0) + count
         for (name, *_rest), day in zip(STAGES, stage_days):
             if day is not None:
                 day = _as_date(day)
                 per_day[name][day] = per_day[name].get(day, 0) + count
+    return Tally(by_status, per_day)
+
+
+def funnel_by_day(campaign: Campaign, counted: Tally | None = None) -> list[Day]:
+    """Cumulative counts per day (UTC) from the first invitation to today or the close;
+    ``counted``: the campaign's tally, when the caller has it already."""
+    per_day = (counted or tally(campaign)).per_day
     known = [day for counts in per_day.values() for day in counts]
     if not known:
         return []

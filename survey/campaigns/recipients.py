@@ -42,9 +42,10 @@ class RecipientsPage:
 
 
 def recipients_page(campaign_id: int, *, page: int = 1, per_page: int = PER_PAGE,
-                    status: str | None = None, email: str | None = None) -> RecipientsPage:
+                    status: str | None = None, email: str | None = None, total: int | None = None) -> RecipientsPage:
     """Invitations of a campaign in id order (offset pagination), filtered by
-    invitation ``status`` and by a part of the ``email`` address."""
+    invitation ``status`` and by a part of the ``email`` address; ``total``: how many
+    match, when the caller counted them already."""
     if status is not None and status not in INVITATION_STATUSES:
         raise ValueError(f"unknown invitation status {status!r}")
     page = max(int(page), 1)
@@ -60,7 +61,8 @@ def recipients_page(campaign_id: int, *, page: int = 1, per_page: int = PER_PAGE
     counted = select(func.count(Invitation.id))
     if search:  # every invitation has its person: the join only matters to search their address
         counted = counted.join(Stakeholder, Stakeholder.id == Invitation.stakeholder_id)
-    total = db.session.scalar(counted.where(*conditions)) or 0
+    if total is None:
+        total = db.session.scalar(counted.where(*conditions)) or 0
     rows = db.session.execute(
         joined.where(*conditions).order_by(Invitation.id).limit(per_page).offset((page - 1) * per_page)
     ).all()

@@ -23,7 +23,7 @@ from survey.audiences.models import Stakeholder
 from survey.campaigns import services
 from survey.campaigns.forms import AudienceForm, BasicsForm, TimingForm
 from survey.campaigns.models import INVITATION_STATUSES, Campaign
-from survey.campaigns.progress import funnel_by_day, funnel_chart, sending_progress
+from survey.campaigns.progress import funnel_by_day, funnel_chart, sending_progress, tally
 from survey.campaigns.recipients import (
     campaign_quiet_hours,
     page_links,
@@ -197,13 +197,16 @@ def detail(campaign_id: int):
     status = status if status in INVITATION_STATUSES else ""
     email = request.args.get("email", "").strip()[:320]
     page = min(max(request.args.get("page", 1, type=int), 1), MAX_PAGE)
-    filters = {"per_page": PAGE_SIZE, "status": status or None, "email": email}
+    counted = tally(campaign)  # the counts, the funnel and the number of recipients, in one pass
+    # (a search by address is counted with its page)
+    total = None if email else counted.by_status.get(status, 0) if status else counted.counts["invited"]
+    filters = {"per_page": PAGE_SIZE, "status": status or None, "email": email, "total": total}
     recipients = recipients_page(campaign.id, page=page, **filters)
     if not recipients.items and recipients.page > recipients.pages:  # past the end: the last page
         recipients = recipients_page(campaign.id, page=recipients.pages, **filters)
     audience = services.audience_count(campaign) if campaign.status in ("draft", "scheduled") else None
-    counts = sending_progress(campaign)  # the same figures as the JSON ``progress`` below
-    funnel = funnel_by_day(campaign) if counts["invited"] else []
+    counts = sending_progress(campaign, counted.counts)  # the same figures as the JSON ``progress`` below
+    funnel = funnel_by_day(campaign, counted) if counts["invited"] else []
     return render_template(
         "campaigns/detail.html", campaign=campaign, counts=counts,
         poll_seconds=current_app.config["PROGRESS_POLL_SECONDS"],
