@@ -578,7 +578,7 @@ class _Relay:
         self.broken = False
         #: on a pipelining relay, the email whose envelope is answered and whose message is not yet sent
         self.in_flight: Job | None = None
-        self._refused: tuple[int, bytes] | None = None  # the in-flight email's refusal, if any
+        self._refused: Outcome | None = None  # the in-flight email's refusal, if any
         self._data_accepted = False  # its DATA got 354: the relay waits for the message
 
     def send(self, job: Job) -> list[tuple[Job, Outcome]]:
@@ -602,7 +602,10 @@ class _Relay:
                 return _classify(code, reply)
         try:
             code, reply = self.smtp.data(job.data)
-        except smtplib.SMTPResponseException as exc:  # a refusal raised, not returned (DATA)
+        except smtplib.SMTPResponseException as exc:  # DATA answered with anything but 354
+            if exc.smtp_code < 400:
+                self._reset()
+                return _data_not_taken(exc.smtp_code, exc.smtp_error)
             code, reply = exc.smtp_code, exc.smtp_error
         if code >= 400:
             self._reset()  # leave the session clean for the next message of the batch
@@ -632,22 +635,29 @@ class _Relay:
             self.smtp.send(ending + start)
             if before is not None:
                 code, reply = self.smtp.getreply()
-                done.append((before, _classify(*(refused or (code, reply)))))
+                done.append((before, refused or _classify(code, reply)))
                 before = None
             if job is not None:
                 replies = [self.smtp.getreply() for _ in range(3)]
-                self._data_accepted = replies[2][0] == 354
-                self._refused = next((reply for reply in replies[:2] if reply[0] >= 400),
-                                     None if self._data_accepted else replies[2])
+                (code, reply), self._data_accepted = replies[2], replies[2][0] == 354
+                self._refused = next((_classify(*one) for one in replies[:2] if one[0] >= 400), None)
+                if self._refused is None and not self._data_accepted:
+                    self._refused = _classify(code, reply) if code >= 400 else _data_not_taken(code, reply)
                 self.in_flight = job
         except OSError as exc:
             self.broken = True
             if before is not None and refused is not None:  # refused already: that stands
-                done.append((before, _classify(*refused)))
+                done.append((before, refused))
                 before = None
             lost = Outcome("retry", f"connection error: {exc}")
             done += [(one, lost) for one in (before, job) if one is not None]
         return done
+
+
+def _data_not_taken(code: int, reply: bytes) -> Outcome:
+    """DATA answered with neither 354 nor a refusal (a relay that breaks the protocol): the
+    message was never carried, so it is not "sent"; it is tried again later."""
+    return Outcome("retry", f"not sent: the relay answered DATA with {_classify(code, reply).reply}, not 354")
 
 
 def _envelope(job: Job) -> tuple[str, str]:

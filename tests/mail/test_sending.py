@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import threading
@@ -624,6 +625,60 @@ def test_a_staff_address_beyond_ascii_is_refused_and_the_batch_goes_on(app, pipe
     assert [(n, status) for n, status, _reply in outcomes] == [(1, "failed"), (2, "sent")]
     assert "characters an SMTP command cannot carry" in outcomes[0][2]
     assert [m["to"] for m in handler.messages] == [["chair@example.org"]]
+
+
+def _relay_that_answers_data_with_250(port: int, pipelining: bool):
+    """A relay that breaks the protocol: it answers DATA with 250 instead of 354 (aiosmtpd
+    cannot be made to). Returns the server, and the lines it receives as they come."""
+    import socketserver
+
+    received: list[bytes] = []
+    connections: list[socket.socket] = []
+    replies = {b"EHLO": b"250-relay\r\n250 PIPELINING\r\n" if pipelining else b"250 relay\r\n",
+               b"QUIT": b"221 bye\r\n"}
+
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self):
+            connections.append(self.connection)
+            self.wfile.write(b"220 relay\r\n")
+            for line in self.rfile:
+                received.append(line)
+                self.wfile.write(replies.get(line[:4].upper(), b"250 OK\r\n"))
+                if line[:4].upper() == b"QUIT":
+                    return
+
+    class Server(socketserver.ThreadingTCPServer):
+        allow_reuse_address = daemon_threads = True
+
+        def server_close(self):  # as a relay that stops: its connections end with it
+            super().server_close()
+            for connection in connections:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)  # now, whatever still reads from it
+
+    server = Server(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, received
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["lockstep", "pipelining"])
+def test_a_data_answered_without_354_is_not_counted_as_sent(app, pipelining):
+    from survey.mail.sending import Job, _deliver
+
+    server, received = _relay_that_answers_data_with_250(app.config["SMTP_PORT"], pipelining)
+    job = Job(1, None, None, "chair_digest", 0, 1, None, message_id="<1@test>", recipient="chair@example.org",
+              data=b"Subject: digest\r\n\r\nhello\r\n")
+    outcomes = []
+    try:
+        with app.app_context():
+            _deliver([job], lambda _job, outcome: outcomes.append(outcome))
+    finally:
+        server.shutdown()
+        server.server_close()
+    [outcome] = outcomes
+    assert outcome.status == "retry"
+    assert outcome.reply == "not sent: the relay answered DATA with 250 OK, not 354"
+    assert b"hello\r\n" not in received  # the message was never carried
 
 
 @pytest.mark.parametrize("pipelining", [False, True], ids=["lockstep", "pipelining"])
