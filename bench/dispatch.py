@@ -91,13 +91,16 @@ def _across_a_network(env: Environment, app, count: int) -> Result:
 
     questionnaire_id = data.fresh(env, app, count)
     with Sink(env.smtp_port) as sink, DelayedRelay(env.smtp_port, ROUND_TRIP) as relay, app.app_context():
+        # due a second from now: "Schedule" then queues no start (no worker runs here), and
+        # the start below is the one a worker would make
+        send_at = utcnow() + timedelta(seconds=1)
         campaign = services.create_campaign(
             name="Bench dispatch across a network", questionnaire=db.session.get(Questionnaire, questionnaire_id),
-            audience_kind="alumnus", audience_filters={}, privacy="identified", send_at=utcnow(),
-            closes_at=utcnow() + timedelta(days=30), reminders=["P3D"], quiet_hours=None)
-        # as "Schedule" leaves it, without queueing a start that nobody runs here
-        campaign.status, campaign.scheduled_at = "scheduled", utcnow()
+            audience_kind="alumnus", audience_filters={}, privacy="identified", send_at=send_at,
+            closes_at=send_at + timedelta(days=30), reminders=["P3D"], quiet_hours=None)
+        services.schedule_campaign(campaign)
         db.session.commit()
+        time.sleep(max(0.0, (send_at - utcnow()).total_seconds()))
         assert services.start_campaign(campaign.id)
         db.session.commit()
         configured = app.config["SMTP_PORT"]

@@ -198,14 +198,16 @@ def detail(campaign_id: int):
     email = request.args.get("email", "").strip()[:320]
     page = min(max(request.args.get("page", 1, type=int), 1), MAX_PAGE)
     counted = tally(campaign)  # the counts, the funnel and the number of recipients, in one pass
-    # (a search by address is counted with its page)
-    total = None if email else counted.by_status.get(status, 0) if status else counted.counts["invited"]
+    counts = sending_progress(campaign, counted.counts)  # the same figures as the JSON ``progress`` below
+    if email:
+        total = None  # a search by address is counted with its page
+    else:
+        total = counted.by_status.get(status, 0) if status else counts["invited"]
     filters = {"per_page": PAGE_SIZE, "status": status or None, "email": email, "total": total}
     recipients = recipients_page(campaign.id, page=page, **filters)
     if not recipients.items and recipients.page > recipients.pages:  # past the end: the last page
         recipients = recipients_page(campaign.id, page=recipients.pages, **filters)
     audience = services.audience_count(campaign) if campaign.status in ("draft", "scheduled") else None
-    counts = sending_progress(campaign, counted.counts)  # the same figures as the JSON ``progress`` below
     funnel = funnel_by_day(campaign, counted) if counts["invited"] else []
     return render_template(
         "campaigns/detail.html", campaign=campaign, counts=counts,

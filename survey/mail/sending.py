@@ -517,7 +517,7 @@ def _deliver(jobs: list[Job], record, holds=lambda job: True) -> None:
                     unreachable = f"connection error: {exc}"
                     record(job, Outcome("retry", unreachable))
                     continue
-            for done, outcome in _send_one(relay, job):
+            for done, outcome in relay.send(job):
                 record(done, outcome)
             if relay.broken:
                 _close(relay.smtp)
@@ -543,12 +543,6 @@ def _close(smtp: smtplib.SMTP) -> None:
 #: what may not appear in an address written into MAIL FROM/RCPT TO (beyond ASCII needs
 #: SMTPUTF8, which Attest does not use)
 _UNSAFE_IN_COMMAND = re.compile(r"[<>\s]|[^\x00-\x7f]")
-
-
-def _send_one(relay: "_Relay", job: Job) -> list[tuple[Job, Outcome]]:
-    """Put one email on the wire; the outcomes known now: its own, or on a relay that
-    pipelines, the email's before (its own comes with the next, or ``finish``)."""
-    return relay.send(job)
 
 
 class _Relay:
@@ -582,6 +576,8 @@ class _Relay:
         self._data_accepted = False  # its DATA got 354: the relay waits for the message
 
     def send(self, job: Job) -> list[tuple[Job, Outcome]]:
+        """Put one email on the wire; the outcomes known now: its own, or on a relay that
+        pipelines, the email's before (its own comes with the next, or ``finish``)."""
         if self.pipelining:
             return self._turn(job)
         try:
@@ -639,7 +635,8 @@ class _Relay:
                 before = None
             if job is not None:
                 replies = [self.smtp.getreply() for _ in range(3)]
-                (code, reply), self._data_accepted = replies[2], replies[2][0] == 354
+                code, reply = replies[2]
+                self._data_accepted = code == 354
                 self._refused = next((_classify(*one) for one in replies[:2] if one[0] >= 400), None)
                 if self._refused is None and not self._data_accepted:
                     self._refused = _classify(code, reply) if code >= 400 else _data_not_taken(code, reply)

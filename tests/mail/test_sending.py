@@ -749,9 +749,9 @@ def test_a_worker_stalled_past_its_lease_leaves_the_rows_others_took(app, alumni
     started_campaign(alumni, monkeypatch)
     monkeypatch.setitem(app.config, "MAIL_LEASE_SECONDS", 3)
     taken = []
-    send_one = sending._send_one
+    send_one = sending._Relay.send
 
-    def stalls_on_the_first_email(connection, job):
+    def stalls_on_the_first_email(relay, job):
         if not taken:
             # While this worker hangs, its lease runs out: beat gives the rows back and
             # another worker claims two of them.
@@ -761,13 +761,13 @@ def test_a_worker_stalled_past_its_lease_leaves_the_rows_others_took(app, alumni
             db.session.commit()
             taken.extend(claim_due(2))
             time.sleep(1.1)  # more than a third of the lease: the worker checks its lease next
-        return send_one(connection, job)
+        return send_one(relay, job)
 
-    monkeypatch.setattr(sending, "_send_one", stalls_on_the_first_email)
+    monkeypatch.setattr(sending._Relay, "send", stalls_on_the_first_email)
     assert send_batch(100) == 5
     # Only the email in flight went out; the rest were left to whoever holds them now.
     assert len(smtp.messages) == 1
-    monkeypatch.setattr(sending, "_send_one", send_one)
+    monkeypatch.setattr(sending._Relay, "send", send_one)
     assert len(taken) == 2
     sending._send(sending._prepare(taken), time.monotonic())  # the other worker sends its two
     assert len(smtp.messages) == 3  # (the first was in flight)
@@ -786,17 +786,17 @@ def test_a_slow_worker_keeps_its_lease(app, alumni, create_stakeholder, smtp, mo
     [create_stakeholder() for _ in range(3)]
     campaign = started_campaign(alumni, monkeypatch)
     monkeypatch.setitem(app.config, "MAIL_LEASE_SECONDS", 3)
-    send_one = sending._send_one
+    send_one = sending._Relay.send
 
     released = []
 
-    def slow(connection, job):
+    def slow(relay, job):
         time.sleep(1.1)  # three emails take longer than the lease...
         released.append(release_expired_leases())  # ...and beat looks for dead workers meanwhile
         db.session.commit()
-        return send_one(connection, job)
+        return send_one(relay, job)
 
-    monkeypatch.setattr(sending, "_send_one", slow)
+    monkeypatch.setattr(sending._Relay, "send", slow)
     assert send_batch(100) == 3
     assert released == [0, 0, 0]  # the lease was renewed: nothing taken back
     assert len(smtp.messages) == 3
@@ -958,22 +958,22 @@ def test_the_next_batch_is_claimed_and_built_while_one_goes_out(app, alumni, cre
 
     campaign, tasks, _chained = _sending_task(app, alumni, create_stakeholder, monkeypatch, 4)
     taken_while_sending = []
-    send_one = sending._send_one
+    send_one = sending._Relay.send
 
     def sending_rows() -> int:
         with db.engine.connect() as connection:  # what is committed, whatever this session holds
             return connection.scalar(select(func.count()).select_from(OutboxMessage)
                                      .where(OutboxMessage.status == "sending"))
 
-    def first_email_waits_for_the_next_batch(connection, job):
+    def first_email_waits_for_the_next_batch(relay, job):
         if not taken_while_sending:
             deadline = time.monotonic() + 10
             while sending_rows() < 4 and time.monotonic() < deadline:
                 time.sleep(0.02)
             taken_while_sending.append(sending_rows())
-        return send_one(connection, job)
+        return send_one(relay, job)
 
-    monkeypatch.setattr(sending, "_send_one", first_email_waits_for_the_next_batch)
+    monkeypatch.setattr(sending._Relay, "send", first_email_waits_for_the_next_batch)
     tasks.send_due_emails()
     assert taken_while_sending == [4]
     assert sorted(_recipient(m) for m in smtp.messages) == sorted(
