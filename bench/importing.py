@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import multiprocessing
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,7 +23,8 @@ ROUNDS = 3
 
 
 def run(env: Environment, app, size: int) -> Result:
-    folder = Path(tempfile.mkdtemp(prefix="attest-bench-import-"))
+    folder = env.folder / "import"  # removed with the run's folder
+    folder.mkdir()
     source, valid = _audience_file(folder / "audience.csv", size)
     megabytes = source.stat().st_size / 1e6
     copy_file = _valid_rows(source, folder / "valid.tsv")
