@@ -1,9 +1,10 @@
 """``python -m bench [--size full|small] [--only dispatch,reminders,…] [--results FILE]``
 
-Starts what it needs (a fresh PostgreSQL database, Redis, Celery workers, an aiosmtpd
-sink, gunicorn), runs each scenario, prints its figure, its baseline and their ratio,
-and with ``--results`` writes them with the machine they ran on (``make bench`` writes
-bench/RESULTS.md at full size; CI runs the small size to prove it still works).
+Starts what it needs (its own PostgreSQL server and Redis, unless given ``--pg`` and
+``--redis``; Celery workers, an aiosmtpd sink, gunicorn), runs each scenario, prints its
+figure, its baseline and their ratio, and with ``--results`` writes them with the machine
+they ran on (``make bench`` writes bench/RESULTS.md at full size; CI runs the small size
+to prove it still works).
 """
 from __future__ import annotations
 
@@ -33,8 +34,11 @@ def main() -> int:
     parser.add_argument("--only", default=",".join(SIZES), help="scenarios, comma-separated")
     parser.add_argument("--count", type=int, help="override every chosen scenario's size")
     parser.add_argument("--results", type=Path, help="write the results (Markdown) to this file")
-    parser.add_argument("--pg", default=os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
-    parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"))
+    parser.add_argument("--pg", default=os.environ.get("BENCH_PG_URL"),
+                        help="a running PostgreSQL server to use (a database of its own is made on it); "
+                             "by default the run starts its own (bench/servers.py)")
+    parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL"),
+                        help="a running Redis to use; by default the run starts its own")
     args = parser.parse_args()
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = set(chosen) - set(SIZES)
@@ -68,7 +72,7 @@ def main() -> int:
     print()
     print(table(results))
     if args.results:
-        args.results.write_text(markdown(results, args.size))
+        args.results.write_text(markdown(results, args.size, env.described()))
         print(f"\nwritten to {args.results}")
     if failed:
         print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
@@ -101,7 +105,7 @@ def table(results: list[Result]) -> str:
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows)
 
 
-def markdown(results: list[Result], size: str) -> str:
+def markdown(results: list[Result], size: str, servers: dict[str, str]) -> str:
     lines = ["# Benchmark results", "",
              f"`make bench` ({size} size), {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. "
              "Each baseline was measured in the same run, on the same machine; the ratio is "
@@ -117,7 +121,7 @@ def markdown(results: list[Result], size: str) -> str:
         lines.append(f"- **{r.scenario}**: {r.baseline_name}.")
         lines += [f"  - {note}" for note in r.notes]
     lines += ["", "## Machine", ""]
-    lines += [f"- {key}: {value}" for key, value in machine().items()]
+    lines += [f"- {key}: {value}" for key, value in {**machine(), **servers}.items()]
     return "\n".join(lines) + "\n"
 
 

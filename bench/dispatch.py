@@ -27,7 +27,6 @@ from bench.harness import (
     Sink,
     in_group,
     one_process,
-    postgres,
 )
 
 PROCESSES = 4
@@ -46,7 +45,7 @@ def run(env: Environment, app, size: int) -> list[Result]:
         worker = env.worker(PROCESSES, DISPATCH_PARALLELISM=PROCESSES)
         _wait_until_ready(env, app, worker)
         # CPU seconds, all turns together: Attest's (workers, PostgreSQL, sink), the baseline's (clients, sink)
-        cpu = CpuMeter(workers=in_group(worker.pid), postgres=postgres, sink=one_process(sink.process.pid),
+        cpu = CpuMeter(workers=in_group(worker.pid), postgres=env.postgres, sink=one_process(sink.process.pid),
                        baseline_sink=one_process(sink.process.pid), clients=None)
         for count in shares:
             with cpu.span("workers", "postgres", "sink"):

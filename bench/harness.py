@@ -1,5 +1,6 @@
 """What every scenario needs: a fresh PostgreSQL database migrated from empty, the
-app, Redis, real Celery workers, a counting SMTP sink, and a place for results.
+app, Redis, real Celery workers, a counting SMTP sink, and a place for results. The
+PostgreSQL server and Redis are the run's own unless given (bench/servers.py).
 
 The environment is set before the app is imported (config.py reads it then).
 """
@@ -9,6 +10,7 @@ import contextlib
 import multiprocessing
 import os
 import platform
+import re
 import secrets
 import shutil
 import signal
@@ -21,13 +23,10 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import servers
+from bench.servers import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -56,12 +55,15 @@ class Result:
 class Environment:
     """One bench run's services. ``setup()`` before importing the app."""
 
-    def __init__(self, pg_url: str, redis_url: str):
-        self.pg_url = pg_url.rstrip("/")
+    def __init__(self, pg_url: str | None = None, redis_url: str | None = None):
+        """``pg_url`` and ``redis_url``: running servers to use; None starts the run's own."""
+        self.pg_url = pg_url.rstrip("/") if pg_url else None
         self.redis_url = redis_url
+        self.servers: list[servers.Server] = []
+        #: picks PostgreSQL's processes for ``CpuMeter``: the own cluster's, or any "postgres…"
+        self.postgres = postgres
         self.folder = Path(tempfile.mkdtemp(prefix="attest-bench-"))
         self.dbname = f"attest_bench_{uuid.uuid4().hex[:8]}"
-        self.database_url = self.pg_url.rsplit("/", 1)[0] + "/" + self.dbname
         self.smtp_port = free_port()
         self.queue = f"attest-bench-{uuid.uuid4().hex[:8]}"
         self.processes: list[subprocess.Popen] = []
@@ -69,6 +71,18 @@ class Environment:
     def setup(self) -> None:
         import psycopg
 
+        try:
+            if self.pg_url is None:
+                self.servers.append(servers.start_postgresql())
+                self.pg_url, self.postgres = self.servers[-1].url, self.servers[-1].contains
+            if self.redis_url is None:
+                self.servers.append(servers.start_redis())
+                self.redis_url = self.servers[-1].url
+        except BaseException:
+            for server in self.servers:
+                server.stop()
+            raise
+        self.database_url = self.pg_url.rsplit("/", 1)[0] + "/" + self.dbname
         with psycopg.connect(self.pg_url, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{self.dbname}"')
         os.environ.update(
@@ -108,8 +122,9 @@ class Environment:
 
     def autovacuum(self, tables: tuple[str, ...], every: float = 5.0):
         """A context in which these tables are vacuumed and analysed every ``every`` seconds,
-        as autovacuum would: this machine's PostgreSQL runs with autovacuum off, and tables
-        that grow from empty while measured would keep the plans of empty tables."""
+        as autovacuum would, sooner: its one-minute naptime is longer than a turn, and tables
+        that grow from empty while measured would keep the plans of empty tables (a server
+        given with --pg may even run without it, as this machine's own does)."""
         import contextlib
         import threading
 
@@ -173,9 +188,31 @@ class Environment:
                 kept = Path(tempfile.gettempdir()) / f"{self.dbname}-{proc.log_path.name}"
                 shutil.copy(proc.log_path, kept)
                 print(f"--- {proc.log_path.name} (whole: {kept})\n{proc.log_path.read_text(errors='replace')[-3000:]}")
-        with psycopg.connect(self.pg_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        if not any(server.name == "postgresql" for server in self.servers):
+            with psycopg.connect(self.pg_url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        for server in self.servers:  # an own server goes whole, its database with it
+            server.stop()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+    def described(self) -> dict[str, str]:
+        """The servers and their versions, for the results' machine section."""
+        import psycopg
+        import redis
+
+        own = {server.name: server.version for server in self.servers}
+        if "postgresql" not in own:
+            with psycopg.connect(self.pg_url) as conn:
+                [(version,)] = conn.execute("SELECT version()").fetchall()
+            own["postgresql"] = f"{version} (given: {_without_password(self.pg_url)})"
+        if "redis" not in own:
+            version = redis.Redis.from_url(self.redis_url).info("server")["redis_version"]
+            own["redis"] = f"Redis {version} (given: {_without_password(self.redis_url)})"
+        return own
+
+
+def _without_password(url: str) -> str:
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
 
 
 # ---------------------------------------------------------------------- the SMTP sink
@@ -335,8 +372,9 @@ class DelayedRelay:
 
 def cpu_seconds(chosen) -> float | None:
     """CPU time (user + system) used so far by the live processes ``chosen(pid, name,
-    process group)`` picks, from /proc; None where there is no /proc. A process that ends
-    takes its count with it: measure processes that outlive the measurement."""
+    process group, parent pid)`` picks, from /proc; None where there is no /proc. A
+    process that ends takes its count with it: measure processes that outlive the
+    measurement."""
     proc = Path("/proc")
     if not proc.is_dir():
         return None
@@ -349,23 +387,23 @@ def cpu_seconds(chosen) -> float | None:
         except OSError:  # it ended meanwhile
             continue
         name, fields = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
-        if chosen(int(entry.name), name, int(fields[2])):  # fields: state, ppid, pgrp, …
+        if chosen(int(entry.name), name, int(fields[2]), int(fields[1])):  # fields: state, ppid, pgrp, …
             total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
     return total / tick
 
 
-def postgres(_pid: int, name: str, _group: int) -> bool:
+def postgres(_pid: int, name: str, _group: int, _parent: int) -> bool:
     """The PostgreSQL server's processes (its backends, writers, checkpointer)."""
     return name.startswith("postgres")
 
 
 def in_group(group: int):
     """The processes of a process group (a subprocess started by ``Environment.start``)."""
-    return lambda _pid, _name, process_group: process_group == group
+    return lambda _pid, _name, process_group, _parent: process_group == group
 
 
 def one_process(pid: int):
-    return lambda process_id, _name, _group: process_id == pid
+    return lambda process_id, _name, _group, _parent: process_id == pid
 
 
 class CpuMeter:
@@ -400,7 +438,7 @@ class CpuMeter:
 # ---------------------------------------------------------------------- the machine
 
 def machine() -> dict[str, str]:
-    """What the figures ran on."""
+    """What the figures ran on (the servers: ``Environment.described``)."""
     cpu = "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -416,12 +454,5 @@ def machine() -> dict[str, str]:
     except (OSError, ValueError, IndexError):
         pass
 
-    def version(*command) -> str:
-        try:
-            return subprocess.run(command, capture_output=True, text=True, timeout=10).stdout.strip().splitlines()[0]
-        except (OSError, IndexError, subprocess.SubprocessError):
-            return "not found"
-
     return {"cpu": cpu, "cores": str(os.cpu_count()), "memory": memory, "os": platform.platform(),
-            "python": platform.python_version(), "postgresql": version("psql", "--version"),
-            "redis": version("redis-server", "--version")}
+            "python": platform.python_version()}

@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from bench import data
-from bench.harness import CpuMeter, Environment, Result, free_port, in_group, postgres
+from bench.harness import CpuMeter, Environment, Result, free_port, in_group
 
 CONCURRENCY = 16
 CLIENT_PROCESSES = 4
@@ -51,7 +51,7 @@ def run(env: Environment, app, size: int) -> Result:
         latencies, seconds, baseline_latencies, baseline_seconds = [], 0.0, [], 0.0
         # CPU seconds, all turns together, of each side's server, PostgreSQL and load generator
         # (the autovacuum's work falls in them too, on whichever side it runs)
-        cpu = {side: CpuMeter(server=in_group(server.pid), postgres=postgres, clients=None)
+        cpu = {side: CpuMeter(server=in_group(server.pid), postgres=env.postgres, clients=None)
                for side, server in zip(("gunicorn", "baseline"), servers)}
         with env.autovacuum(("claims", "reviews", "responses", "invitations", "audit_events", "audit_head")):
             for turn in range(ROUNDS):
