@@ -663,8 +663,9 @@ def _envelope(job: Job) -> tuple[str, str]:
 
 def _dot_stuffed(data: bytes) -> bytes:
     """The message as DATA carries it (RFC 5321, 4.5.2): a line that begins with a dot gets
-    another, and the message ends with a line end."""
-    stuffed = re.sub(rb"(?m)^\.", b"..", data)
+    another, and the message ends with a line end. (A replace, not a multi-line regex: a
+    tenth of a batch's time went to scanning every email's 4 kB for line starts.)"""
+    stuffed = (b"." + data if data.startswith(b".") else data).replace(b"\n.", b"\n..")
     return stuffed if stuffed.endswith(b"\r\n") else stuffed + b"\r\n"
 
 
