@@ -274,16 +274,20 @@ def _prepare(ids: list[int]) -> list[Job]:
 
     now = utcnow()
     rows = db.session.execute(
-        select(_MESSAGE, _INVITATION, _PERSON, Campaign)
+        select(_MESSAGE, _INVITATION, _PERSON, Invitation.campaign_id)
         .outerjoin(Invitation, Invitation.id == OutboxMessage.invitation_id)
         .outerjoin(Stakeholder, Stakeholder.id == Invitation.stakeholder_id)
-        .outerjoin(Campaign, Campaign.id == Invitation.campaign_id)
         .where(OutboxMessage.id.in_(ids))
         .order_by(OutboxMessage.id)
     ).all()
+    # A batch's emails are of a campaign or two: each is read once, not with every row.
+    campaign_ids = {row.campaign_id for row in rows} - {None}
+    campaigns = {campaign.id: campaign for campaign in db.session.scalars(
+        select(Campaign).where(Campaign.id.in_(campaign_ids)))} if campaign_ids else {}
     jobs, stopped = [], []
     merge = Merge()
-    for message, invitation, person, campaign in rows:
+    for message, invitation, person, campaign_id in rows:
+        campaign = campaigns.get(campaign_id)
         if invitation.id is None:
             invitation = None
         if message.kind not in MERGED_KINDS:  # these read the claim or the user
