@@ -25,6 +25,7 @@ from bench.harness import (
     Environment,
     Result,
     Sink,
+    cores_note,
     in_group,
     one_process,
 )
@@ -48,10 +49,10 @@ def run(env: Environment, app, size: int) -> list[Result]:
         cpu = CpuMeter(workers=in_group(worker.pid), postgres=env.postgres, sink=one_process(sink.process.pid),
                        baseline_sink=one_process(sink.process.pid), clients=None)
         for count in shares:
-            with cpu.span("workers", "postgres", "sink"):
+            with cpu.span("workers", "postgres", "sink", side="attest"):
                 attest.append(_campaign(env, app, sink, worker, count))
             sizes.append(sink.average_size)
-            with cpu.span("baseline_sink"):
+            with cpu.span("baseline_sink", side="baseline"):
                 seconds, clients_cpu = _plain(clients, sink, env.smtp_port, count, sink.average_size)
             baseline.append(seconds)
             cpu.add("clients", clients_cpu)
@@ -73,7 +74,8 @@ def run(env: Environment, app, size: int) -> list[Result]:
                "email and starts the next, one round trip per email; smtplib (the baseline) waits for each "
                "reply, four" if SINK_PIPELINING else
                "the sink does not offer PIPELINING (BENCH_SINK_PIPELINING=0): four round trips per email each",
-               *_cpu_notes(cpu, size, (rate, baseline_rate))])
+               *_cpu_notes(cpu, size, (rate, baseline_rate)),
+               *cores_note({"Attest": cpu.cores("attest"), "the baseline": cpu.cores("baseline")})])
     return [local, _across_a_network(env, app, min(size, ACROSS))]
 
 

@@ -392,6 +392,27 @@ def cpu_seconds(chosen) -> float | None:
     return total / tick
 
 
+def machine_ticks() -> tuple[int, int, int] | None:
+    """Clock ticks of all the cores so far: (all, idle, interrupts); None without /proc."""
+    try:
+        # user, nice, system, idle, iowait, irq, softirq, steal
+        fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return sum(fields), fields[3] + fields[4], fields[5] + fields[6]
+
+
+def cores_note(sides: dict[str, tuple[float, float] | None]) -> list[str]:
+    """How the whole machine's cores spent each side's turns (``CpuMeter.cores``): a
+    side's processes reaching less than its CPU bound left them idle, or the kernel's
+    interrupt work, which no process is charged with, took the rest."""
+    if not sides or None in sides.values():
+        return []
+    return ["the cores, machine-wide, during each side's turns: " + "; ".join(
+        f"{name} {idle:.0%} idle, {interrupts:.0%} on interrupts" for name, (idle, interrupts) in sides.items())
+        + " (interrupts: the kernel's network work, which no process is charged with)"]
+
+
 def postgres(_pid: int, name: str, _group: int, _parent: int) -> bool:
     """The PostgreSQL server's processes (its backends, writers, checkpointer)."""
     return name.startswith("postgres")
@@ -414,19 +435,36 @@ class CpuMeter:
     def __init__(self, **chosen):
         self.chosen = chosen
         self.used: dict[str, float | None] = dict.fromkeys(chosen, 0.0)
+        #: side → the machine's clock ticks over its spans: (all, idle, interrupts)
+        self.machine: dict[str, list[int]] = {}
 
     def add(self, name: str, seconds: float | None) -> None:
         previous = self.used.get(name, 0.0)
         self.used[name] = None if previous is None or seconds is None else previous + seconds
 
     @contextlib.contextmanager
-    def span(self, *names: str):
-        """Counts what the processes of ``names`` use during the block."""
+    def span(self, *names: str, side: str | None = None):
+        """Counts what the processes of ``names`` use during the block, and with ``side``
+        what the whole machine's cores did meanwhile (``cores``)."""
         before = {name: cpu_seconds(self.chosen[name]) for name in names}
+        ticks = machine_ticks()
         yield
         for name in names:
             after = cpu_seconds(self.chosen[name])
             self.add(name, None if after is None or before[name] is None else after - before[name])
+        now = machine_ticks()
+        if side is not None and ticks is not None and now is not None:
+            total = self.machine.setdefault(side, [0, 0, 0])
+            for index, (start, end) in enumerate(zip(ticks, now)):
+                total[index] += end - start
+
+    def cores(self, side: str) -> tuple[float, float] | None:
+        """Over ``side``'s spans: the share of the cores' time left idle, and the share
+        spent on interrupts (the kernel's network work, charged to no process)."""
+        ticks = self.machine.get(side)
+        if not ticks or not ticks[0]:
+            return None
+        return ticks[1] / ticks[0], ticks[2] / ticks[0]
 
     def per_item(self, count: int) -> dict[str, float] | None:
         """Milliseconds per item, by name; None if some total is unknown."""

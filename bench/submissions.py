@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from bench import data
-from bench.harness import CpuMeter, Environment, Result, free_port, in_group
+from bench.harness import CpuMeter, Environment, Result, cores_note, free_port, in_group
 
 CONCURRENCY = 16
 CLIENT_PROCESSES = 4
@@ -56,7 +56,7 @@ def run(env: Environment, app, size: int) -> Result:
         with env.autovacuum(("claims", "reviews", "responses", "invitations", "audit_events", "audit_head")):
             for turn in range(ROUNDS):
                 for side, share in (("gunicorn", pages[turn::ROUNDS]), ("baseline", baseline_pages[turn::ROUNDS])):
-                    with cpu[side].span("server", "postgres"):
+                    with cpu[side].span("server", "postgres", side=side):
                         timed, elapsed, clients_cpu = _timed_posts(clients, ports[side], share)
                     cpu[side].add("clients", clients_cpu)
                     if side == "gunicorn":
@@ -84,7 +84,9 @@ def run(env: Environment, app, size: int) -> Result:
                f"Attest and the baseline took {ROUNDS} turns each, a share of the respondents per turn",
                f"gunicorn {WORKERS} sync workers; the load generator ({CLIENT_PROCESSES} processes × "
                f"{CONCURRENCY // CLIENT_PROCESSES} threads) runs on the same two cores",
-               *_cpu_notes(cpu, size, (rate, baseline_rate))])
+               *_cpu_notes(cpu, size, (rate, baseline_rate)),
+               *cores_note({"Attest": cpu["gunicorn"].cores("gunicorn"),
+                            "the baseline": cpu["baseline"].cores("baseline")})])
 
 
 def _cpu_notes(cpu: dict[str, CpuMeter], size: int, rates: tuple[float, float]) -> list[str]:
