@@ -151,8 +151,8 @@ class Environment:
         """A subprocess of the run (a worker, gunicorn…), its output in the run's folder;
         waits until ``ready`` appears in that output."""
         log_path = self.folder / f"{name}-{len(self.processes)}.log"
-        proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log_path.open("w"),
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(servers.dies_with_the_run(args), cwd=ROOT, env={**os.environ, **(env or {})},
+                                stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
         proc.log_path = log_path
         self.processes.append(proc)
         deadline = time.monotonic() + timeout

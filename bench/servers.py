@@ -62,6 +62,15 @@ class Server:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def dies_with_the_run(args: list[str], signal_name: str = "TERM") -> list[str]:
+    """``args`` run so that the process gets SIGTERM (or ``signal_name``) when the run's
+    process ends, however it ends (killed included), instead of living on: util-linux's
+    setpriv sets Linux's parent-death signal, then runs it. Where there is no setpriv,
+    ``args`` as they are."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, f"--pdeathsig={signal_name}", "--", *args] if setpriv else args
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -90,8 +99,8 @@ def start_postgresql() -> Server:
         raise ServerError(f"initdb failed:\n{initdb.stdout}{initdb.stderr}")
     port = free_port()
     process = subprocess.Popen(
-        [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(folder),
-         "-c", "listen_addresses=127.0.0.1"],
+        dies_with_the_run([str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(folder),
+                           "-c", "listen_addresses=127.0.0.1"], "QUIT"),  # QUIT: its immediate shutdown
         cwd=folder, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True, **user)
     version = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, text=True).stdout.strip()
     server = Server("postgresql", f"postgresql://postgres@127.0.0.1:{port}/postgres", process, folder, log,
@@ -110,8 +119,8 @@ def start_redis() -> Server:
                           "with --redis URL")
     port, log = free_port(), folder / "redis.log"
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(folder)],
+        dies_with_the_run([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                           "--dir", str(folder)]),
         cwd=folder, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
     server = Server("redis", f"redis://127.0.0.1:{port}/0", process, folder, log, f"{version} (the bench's own)")
