@@ -63,7 +63,8 @@ class Environment:
         self.servers: list[servers.Server] = []
         #: picks PostgreSQL's processes for ``CpuMeter``: the own cluster's, or any "postgres…"
         self.postgres = postgres
-        self.folder = Path(tempfile.mkdtemp(prefix="attest-bench-"))
+        servers.remove_left_behind()
+        self.folder = servers.run_folder("run")
         self.dbname = f"attest_bench_{uuid.uuid4().hex[:8]}"
         self.smtp_port = free_port()
         self.queue = f"attest-bench-{uuid.uuid4().hex[:8]}"

@@ -27,6 +27,8 @@ from pathlib import Path
 
 #: seconds a server has to start answering
 START_TIMEOUT = 60
+#: the file in each of a run's folders that holds the run's pid
+OWNER = ".attest-bench-run"
 
 
 class ServerError(RuntimeError):
@@ -71,6 +73,49 @@ def dies_with_the_run(args: list[str], signal_name: str = "TERM") -> list[str]:
     return [setpriv, f"--pdeathsig={signal_name}", "--", *args] if setpriv else args
 
 
+def run_folder(kind: str) -> Path:
+    """A new temporary folder for this run (``attest-bench-<kind>-…``), marked with the
+    run's pid so a later run can tell it was left behind (see ``remove_left_behind``)."""
+    folder = Path(tempfile.mkdtemp(prefix=f"attest-bench-{kind}-"))
+    (folder / OWNER).write_text(str(os.getpid()))
+    return folder
+
+
+def remove_left_behind() -> list[Path]:
+    """Remove the folders of earlier runs that ended without removing them (killed
+    outright: their processes died with them, their folders did not); the removed ones.
+    A folder whose run is still alive, or that carries no run's pid, is left alone; one
+    that cannot be removed whole keeps its pid, and the next run tries again."""
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob("attest-bench-*"):
+        try:
+            pid = int((folder / OWNER).read_text())
+        except (OSError, ValueError):
+            continue
+        if pid == os.getpid() or _alive(pid):
+            continue
+        try:
+            for path in folder.iterdir():
+                if path.name != OWNER:
+                    shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+            shutil.rmtree(folder)
+        except OSError as error:
+            print(f"left behind by an earlier run, not removed: {folder} ({error})", flush=True)
+        else:
+            removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -80,7 +125,7 @@ def free_port() -> int:
 def start_postgresql() -> Server:
     """A new cluster (initdb), started; its URL names the ``postgres`` database."""
     bindir = _postgresql_bindir()
-    folder = Path(tempfile.mkdtemp(prefix="attest-bench-pg-"))
+    folder = run_folder("pg")
     user = {}
     if os.geteuid() == 0:
         try:
@@ -111,7 +156,7 @@ def start_postgresql() -> Server:
 
 def start_redis() -> Server:
     """A redis-server that keeps nothing on disk; its URL names database 0."""
-    folder = Path(tempfile.mkdtemp(prefix="attest-bench-redis-"))
+    folder = run_folder("redis")
     binary = shutil.which("redis-server")
     if binary is None:
         shutil.rmtree(folder)
