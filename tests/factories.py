@@ -91,8 +91,11 @@ def open_survey(app_ctx, create_stakeholder, builtin_questionnaires):
     from survey.campaigns import services
     from survey.campaigns.models import Invitation
 
-    def factory(slug="alumni-outcomes", privacy="identified", locale="en"):
-        questionnaire = builtin_questionnaires[slug]
+    def factory(slug="alumni-outcomes", privacy="identified", locale="en", definition=None):
+        """``definition``: a questionnaire of the test's own instead of a built-in one."""
+        from survey.questionnaires.services import add_questionnaire
+
+        questionnaire = add_questionnaire(definition) if definition else builtin_questionnaires[slug]
         person = create_stakeholder(kind=questionnaire.kind, locale=locale)
         now = datetime.now(timezone.utc)
         campaign = services.create_campaign(

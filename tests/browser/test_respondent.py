@@ -132,3 +132,49 @@ def test_the_survey_at_200_percent_zoom(open_survey, open_page):
     page = open_page(width=640)
     page.goto(path)
     _fits(page, 640)
+
+
+def _text(en: str) -> dict:
+    return {"en": en, "fr": en}
+
+
+def test_follow_ups_show_as_the_server_decides(open_survey, open_page):
+    """The page's script and the server agree: a scale's 1 is the definition's 1, and a
+    follow-up of a question that hid is hidden too (the server drops its answer)."""
+    choice = [{"value": "yes", "label": _text("Yes")}, {"value": "no", "label": _text("No")}]
+    definition = {"slug": "follow-ups", "kind": "alumnus", "title": _text("Follow-ups"), "questions": [
+        {"id": "mood", "type": "scale", "min": 1, "max": 5, "required": True, "label": _text("How are you?")},
+        {"id": "why", "type": "long_text", "required": True, "label": _text("What is wrong?"),
+         "show_if": {"question": "mood", "any_of": [1, 2]}},
+        {"id": "working", "type": "single", "label": _text("Working?"), "options": choice},
+        {"id": "salaried", "type": "single", "label": _text("Salaried?"), "options": choice,
+         "show_if": {"question": "working", "equals": "yes"}},
+        {"id": "employer", "type": "text", "label": _text("Employer?"),
+         "show_if": {"question": "salaried", "equals": "yes"}},
+    ]}
+    _invitation, path = open_survey(definition=definition)
+    page = open_page()
+    page.goto(path)
+    page.locator("input[name=mood][value='1']").check()
+    assert page.locator("#why").is_visible()
+    page.locator("input[name=mood][value='4']").check()
+    assert not page.locator("#why").is_visible()
+    page.locator("input[name=working][value=yes]").check()
+    page.locator("input[name=salaried][value=yes]").check()
+    assert page.locator("#employer").is_visible()
+    page.locator("input[name=working][value=no]").check()
+    assert not page.locator("#salaried-0").is_visible() and not page.locator("#employer").is_visible()
+
+
+def test_none_of_these_unticks_the_outcomes_and_the_other_way_round(open_survey, open_page):
+    _invitation, path = open_survey()
+    page = open_page()
+    page.goto(path)
+    page.locator("input[name=outcomes][value=new_job]").check()
+    page.locator("input[name=outcomes][value=raise]").check()
+    page.locator("input[name=outcomes][value=none]").check()
+    assert page.locator("input[name=outcomes]:checked").evaluate_all("els => els.map(e => e.value)") == ["none"]
+    assert not page.locator("#employer").is_visible()
+    page.locator("input[name=outcomes][value=promotion]").check()
+    assert page.locator("input[name=outcomes]:checked").evaluate_all("els => els.map(e => e.value)") == ["promotion"]
+    assert page.locator("#employer").is_visible()
