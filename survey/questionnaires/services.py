@@ -304,6 +304,9 @@ def _semantic_problems(definition: dict) -> list:
                         problems.append(_l("%(where)s: the option value '%(value)s' appears more than once",
                                            where=where, value=value))
                     seen.add(value)
+                if qtype != "multi" and any(option.get("exclusive") for option in question["options"]):
+                    problems.append(_l("%(where)s: 'exclusive' applies to the options of a multi question only",
+                                       where=where))
 
         if "min" in question and "max" in question:
             low, high = question["min"], question["max"]

@@ -39,7 +39,7 @@ from wtforms import (
     SubmitField,
     TextAreaField,
 )
-from wtforms.validators import Length, NumberRange, StopValidation
+from wtforms.validators import Length, NumberRange, StopValidation, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
 DEFAULT_MAX_LENGTH = {"text": 500, "long_text": 5000}
@@ -55,6 +55,7 @@ MESSAGES = {
         "file_required": "Please add a file.",
         "choice": "Please choose one of the options.",
         "choices": "Please choose among the options.",
+        "alone": "“%(option)s” cannot be ticked with other answers.",
         "number": "Please enter a number, for example 12 or 12.5.",
         "date": "Please enter a date, for example 2024-09-30.",
         "between": "Please enter a number between %(min)s and %(max)s.",
@@ -62,6 +63,7 @@ MESSAGES = {
         "at_most": "Please enter a number of at most %(max)s.",
         "too_long": "Please keep this under %(max)d characters.",
         "file_type": "Please add a PDF, PNG or JPEG file.",
+        "file_again": "Please choose your file again: files are not kept while the page has errors.",
         "save": "Save and continue later",
         "submit": "Submit my answers",
     },
@@ -71,6 +73,7 @@ MESSAGES = {
         "file_required": "Merci d'ajouter un fichier.",
         "choice": "Merci de choisir l'une des réponses proposées.",
         "choices": "Merci de choisir parmi les réponses proposées.",
+        "alone": "« %(option)s » ne peut pas être coché avec d'autres réponses.",
         "number": "Merci d'indiquer un nombre, par exemple 12 ou 12,5.",
         "date": "Merci d'indiquer une date, par exemple 2024-09-30.",
         "between": "Merci d'indiquer un nombre entre %(min)s et %(max)s.",
@@ -78,6 +81,7 @@ MESSAGES = {
         "at_most": "Merci d'indiquer un nombre inférieur ou égal à %(max)s.",
         "too_long": "Merci de ne pas dépasser %(max)d caractères.",
         "file_type": "Merci d'ajouter un fichier PDF, PNG ou JPEG.",
+        "file_again": "Merci de choisir votre fichier à nouveau : il n'est pas gardé tant que la page a des erreurs.",
         "save": "Enregistrer et continuer plus tard",
         "submit": "Envoyer mes réponses",
     },
@@ -193,8 +197,21 @@ class NumberField(FloatField):
         self.data = number
 
 
+def _chosen_alone(alone: dict[str, str], locale: str):
+    """A multi question's exclusive options ("None of these", value → label) are ticked
+    alone or not at all: "none" with "new job" would be a claim nobody stands behind."""
+    def check(form, field):
+        chosen = list(field.data or ())
+        clash = [value for value in chosen if value in alone]
+        if clash and len(chosen) > 1:
+            raise ValidationError(_message(locale, "alone") % {"option": alone[clash[0]]})
+    return check
+
+
 def _strip(value):
-    return value.strip() if isinstance(value, str) else value
+    """Trimmed, with a browser's CRLF line breaks as one character each, as its
+    ``maxlength`` counts them (a 5,000-character answer it allows is not refused here)."""
+    return value.replace("\r\n", "\n").strip() if isinstance(value, str) else value
 
 
 def _make_field(question: dict, locale: str):
@@ -212,6 +229,9 @@ def _make_field(question: dict, locale: str):
             field = MultiCheckboxField(
                 label, choices=choices, invalid_choice_message=_message(locale, "choices"), **common
             )
+            alone = {o["value"]: localized(o["label"], locale) for o in question["options"] if o.get("exclusive")}
+            if alone:
+                checks.append(_chosen_alone(alone, locale))
     elif qtype == "scale":
         low, high = int(question["min"]), int(question["max"])
         choices = [SelectChoice(str(point), str(point)) for point in range(low, high + 1)]
@@ -343,6 +363,17 @@ def _raw_is_empty(field) -> bool:
         elif str(raw).strip():
             return False
     return True
+
+
+def ask_for_files_again(form) -> None:
+    """When the page comes back with errors, a file chosen in it was not kept (nothing
+    is stored from a page with errors, and a browser never fills a file box again):
+    say so at each such question, so the respondent does not submit without it. (A
+    function, not a method: a form's names are names a question cannot take.)"""
+    for field in form.question_fields():
+        chosen = isinstance(field.data, FileStorage) and field.data.filename
+        if field.question["type"] == "file" and field.visible and chosen and not field.errors:
+            field.errors.append(_message(form.locale, "file_again"))
 
 
 def _discard(field) -> None:

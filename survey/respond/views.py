@@ -10,7 +10,7 @@ from survey.campaigns.services import unsubscribe_token
 from survey.core.errors import ValidationFailed
 from survey.extensions import db
 from survey.respond import services
-from survey.respond.forms import build_form, extract_answers
+from survey.respond.forms import ask_for_files_again, build_form, extract_answers
 from survey.respond.token_pages import link_does_not_work, protect_token_pages, speak_to
 from survey.respond.uploads import attach_files
 
@@ -72,12 +72,14 @@ def survey(token: str):
     form = build_form(definition, locale, answers=saved)
     action = form.action
     if not form.validate_for(action):
+        ask_for_files_again(form)
         return show_form(form, 422)
     answers = extract_answers(form, definition)
     try:
         answers.update(attach_files(form, saved))
     except ValidationFailed as exc:
         form[exc.details["field"]].errors.append(exc.message)
+        ask_for_files_again(form)
         return show_form(form, 422)
     try:
         if action == "save":

@@ -149,6 +149,13 @@ def test_duplicate_option_values():
     assert "questions[0] (status): the option value 'employed' appears more than once" in problems_of(definition)
 
 
+def test_an_exclusive_option_belongs_to_a_multi_question():
+    definition = small_definition()
+    definition["questions"][0]["options"][1]["exclusive"] = True  # a single question: one answer anyway
+    assert problems_of(definition) == [
+        "questions[0] (status): 'exclusive' applies to the options of a multi question only"]
+
+
 def test_options_required_for_choices_and_refused_elsewhere():
     definition = small_definition()
     options = definition["questions"][0].pop("options")

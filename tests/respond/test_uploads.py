@@ -14,10 +14,11 @@ from survey.extensions import db
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 
 
-def _post(client, path, **files):
+def _post(client, path, answers=None, **files):
     page = client.get(path).get_data(as_text=True)
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
-    data = {"csrf_token": token, "activity": "employed_full_time", "outcomes": ["new_job"], "save": "1"}
+    data = {"csrf_token": token, "activity": "employed_full_time", "outcomes": ["new_job"], "save": "1",
+            **(answers or {})}
     data.update({name: (io.BytesIO(content), filename) for name, (content, filename) in files.items()})
     return client.post(path, data=data, content_type="multipart/form-data")
 
@@ -55,3 +56,19 @@ def test_an_oversized_file_is_refused(app, client, open_survey, monkeypatch):
     response = _post(client, path, evidence_file=(PDF + b"0" * 2048, "big.pdf"))
     assert response.status_code == 422
     assert db.session.scalars(select(Response)).first() is None
+
+
+def test_a_file_chosen_on_a_page_with_errors_is_asked_for_again(client, open_survey):
+    """Nothing is stored from a page with errors, and the browser will not fill the file box
+    again: the respondent is told, rather than submitting later without their evidence."""
+    _invitation, path = open_survey()
+    response = _post(client, path, {"start_date": "30/09/2024"}, evidence_file=(PDF, "contract.pdf"))
+    assert response.status_code == 422
+    body = response.get_data(as_text=True)
+    assert "Please choose your file again" in body
+    assert re.search(r'<div class="error-summary".*href="#evidence_file"', body, re.S)
+    assert db.session.scalars(select(Response)).first() is None
+    # Chosen again with the date mended, it is kept.
+    response = _post(client, path, {"start_date": "2024-09-30"}, evidence_file=(PDF, "contract.pdf"))
+    assert response.status_code == 303
+    assert _saved_answers()["evidence_file"]["filename"] == "contract.pdf"

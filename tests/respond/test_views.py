@@ -362,3 +362,35 @@ def test_html_typed_in_an_answer_is_shown_escaped(client, invited):
                                       "submit": "1"})
     assert refused.status_code == 422
     assert "<script>alert" not in refused.get_data(as_text=True)
+
+
+def test_none_of_these_cannot_be_ticked_with_an_outcome(client, invited):
+    """"None of these" with "new job" would make a claim its author also denied."""
+    campaign, invitation, path = invited()
+    token = _csrf(_open(client, path))
+    page = client.post(path, data={"csrf_token": token, "activity": "seeking", "outcomes": ["none", "new_job"],
+                                   "attribution": "4", "submit": "1"}, headers=EN)
+    assert page.status_code == 422
+    assert "“None of these” cannot be ticked with other answers." in page.get_data(as_text=True)
+    assert _responses(campaign.id) == [] and _invitation(invitation.id).completed_at is None
+
+
+def test_the_first_button_saves_so_enter_in_a_text_box_never_submits(client, invited):
+    """Enter in a text box (a phone's "Go") presses the form's first submit button."""
+    _campaign, _invitation, path = invited()
+    body = re.search(r'<form[^>]*class="survey".*?</form>', _open(client, path), re.S).group(0)
+    buttons = re.findall(r'<(?:input|button)[^>]*type="submit"[^>]*name="(\w+)"|'
+                         r'<(?:input|button)[^>]*name="(\w+)"[^>]*type="submit"', body)
+    assert [a or b for a, b in buttons] == ["save", "submit"]
+
+
+def test_a_long_answer_of_the_most_characters_the_browser_allows_is_kept(client, invited):
+    """The browser counts a line break as one character and sends it as two (CRLF)."""
+    campaign, _invitation, path = invited()
+    token = _csrf(_open(client, path))
+    comment = ("x" * 99 + "\r\n") * 50  # 5,000 characters as the browser counts them
+    page = client.post(path, data={"csrf_token": token, "activity": "seeking", "outcomes": ["none"],
+                                   "comment": comment.strip(), "submit": "1"}, headers=EN)
+    assert page.status_code == 200, page.get_data(as_text=True)
+    [response] = _responses(campaign.id)
+    assert response.answers["comment"] == comment.replace("\r\n", "\n").strip()
