@@ -48,7 +48,7 @@ from survey.extensions import db
 from survey.mail.addresses import message_id_for, return_path, unsubscribe_mailto
 from survey.mail.merge import Merge
 from survey.mail.models import OutboxMessage
-from survey.mail.suppression import means_dead_address, suppress_address
+from survey.mail.suppression import means_dead_address, not_sent, suppress_address
 
 
 @dataclass
@@ -286,6 +286,7 @@ def _prepare(ids: list[int]) -> list[Job]:
     campaigns = {campaign.id: campaign for campaign in db.session.scalars(
         select(Campaign).where(Campaign.id.in_(campaign_ids)))} if campaign_ids else {}
     jobs, stopped = [], []
+    never_invited = []  # invitations whose email is cancelled before it went out
     merge = Merge()
     for message, invitation, person, campaign_id in rows:
         campaign = campaigns.get(campaign_id)
@@ -301,6 +302,8 @@ def _prepare(ids: list[int]) -> list[Job]:
         if reason:
             stopped.append({"id": message.id, "status": "cancelled", "lease_until": None,
                             "smtp_reply": f"not sent: {reason}"})
+            if message.kind == "invitation":
+                never_invited.append(invitation.id)
             continue
         if message.kind == "reminder":
             until = quiet_until(now, person.timezone, campaign.quiet_hours_start, campaign.quiet_hours_end)
@@ -330,6 +333,8 @@ def _prepare(ids: list[int]) -> list[Job]:
         jobs.append(job)
     if stopped:
         db.session.execute(update(OutboxMessage), stopped)
+    if never_invited:
+        not_sent(never_invited)
     db.session.commit()
     return jobs
 

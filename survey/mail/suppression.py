@@ -20,12 +20,23 @@ OPTED_OUT = "opted out"
 
 def cancel_queued(invitation_ids) -> int:
     """Cancel the emails not yet sent for these invitations (a list or a subquery)."""
-    result = db.session.execute(
+    cancelled = db.session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.status == "queued", OutboxMessage.invitation_id.in_(invitation_ids))
         .values(status="cancelled", lease_until=None)
-    )
-    return result.rowcount
+        .returning(OutboxMessage.invitation_id, OutboxMessage.kind)
+    ).all()
+    not_sent([invitation_id for invitation_id, kind in cancelled if kind == "invitation"])
+    return len(cancelled)
+
+
+def not_sent(invitation_ids: list[int]) -> None:
+    """Invitations whose email was cancelled before it went out are "failed", not "queued"
+    for ever: the campaign page counts them with the emails that could not be sent, and
+    their email's log says why. (An opt-out or an answer given meanwhile keeps its status.)"""
+    for chunk in (invitation_ids[i:i + 1000] for i in range(0, len(invitation_ids), 1000)):
+        db.session.execute(update(Invitation).where(Invitation.id.in_(chunk), Invitation.status == "queued")
+                           .values(status="failed"))
 
 
 def _invitations_of(stakeholder_id: int):

@@ -63,6 +63,7 @@ _LOCK_TO_SUBMIT = (
     _invitations.update()
     .where(_invitations.c.id == _INVITATION, _invitations.c.completed_at.is_(None))
     .values(completed_at=_NOW, status="completed", started_at=func.coalesce(_invitations.c.started_at, _NOW),
+            next_reminder_at=None,  # answered: no reminder is due, and the campaign page says none is
             opened_at=bindparam("opened_at", type_=_invitations.c.opened_at.type))
     .returning(_invitations.c.started_at)
 )

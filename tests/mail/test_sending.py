@@ -863,6 +863,10 @@ def test_closing_cancels_what_is_still_queued(app, alumni, create_stakeholder, s
     db.session.commit()
     assert sorted(r.status for r in _rows(campaign.id)) == ["cancelled", "cancelled", "sent"]
     assert db.session.get(Campaign, campaign.id).status == "closed"
+    # The two never invited are counted with the emails not sent, not "queued" for ever.
+    db.session.expire_all()
+    assert sorted(i.status for i in invitations(campaign.id)) == ["failed", "failed", "sent"]
+    assert services.campaign_counts(campaign.id)["queued"] == 0
     assert send_batch(100) == 0
     assert len(smtp.messages) == 1
     assert services.close_due_campaigns() == 0
@@ -878,6 +882,25 @@ def test_nothing_goes_out_once_the_closing_time_has_passed(app, alumni, create_s
     assert send_batch(100) == 1
     assert smtp.messages == []
     assert [r.status for r in _rows(campaign.id)] == ["cancelled"]
+    db.session.expire_all()
+    assert [i.status for i in invitations(campaign.id)] == ["failed"]
+
+
+def test_an_invitation_to_an_address_suppressed_since_is_failed_not_queued(app, alumni, create_stakeholder, smtp,
+                                                                            monkeypatch):
+    """Bounced in another campaign after this one queued its email: the sender cancels it,
+    and the campaign page must not say it is still waiting to go out."""
+    person = create_stakeholder()
+    campaign = started_campaign(alumni, monkeypatch)
+    db.session.execute(update(Stakeholder).where(Stakeholder.id == person.id)
+                       .values(suppressed_at=now(), suppression_reason="hard bounce"))
+    db.session.commit()
+    assert send_batch(100) == 1
+    assert smtp.messages == []
+    db.session.expire_all()
+    [invitation] = invitations(campaign.id)
+    assert invitation.status == "failed"
+    assert services.campaign_counts(campaign.id)["queued"] == 0
 
 
 def test_a_campaign_not_due_to_close_keeps_its_queue(app, alumni, create_stakeholder, smtp, monkeypatch):

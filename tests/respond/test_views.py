@@ -394,3 +394,14 @@ def test_a_long_answer_of_the_most_characters_the_browser_allows_is_kept(client,
     assert page.status_code == 200, page.get_data(as_text=True)
     [response] = _responses(campaign.id)
     assert response.answers["comment"] == comment.replace("\r\n", "\n").strip()
+
+
+def test_once_answered_no_reminder_is_due_nor_announced(client, invited):
+    campaign, invitation, path = invited()
+    db.session.execute(update(Invitation).where(Invitation.id == invitation.id)
+                       .values(next_reminder_at=datetime.now(timezone.utc) + timedelta(days=3)))
+    db.session.commit()
+    token = _csrf(_open(client, path))
+    done = client.post(path, data={"csrf_token": token, "activity": "seeking", "outcomes": ["none"], "submit": "1"})
+    assert done.status_code == 200
+    assert _invitation(invitation.id).next_reminder_at is None
