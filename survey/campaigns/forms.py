@@ -1,8 +1,12 @@
 """The campaign wizard's three steps: basics, audience, timing (each also edits a draft)."""
 from __future__ import annotations
 
+from datetime import timedelta
 from zoneinfo import available_timezones
 
+import isodate
+
+from flask_babel import format_timedelta
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
@@ -28,7 +32,8 @@ PRIVACY_CHOICES = [
 class BasicsForm(FlaskForm):
     """Step 1: what is asked, of whom, with what privacy."""
     name = StringField(_l("Name"), validators=[DataRequired(), Length(max=200)],
-                       description=_l("Respondents see it in the email's subject, e.g. Alumni 2026"))
+                       description=_l("Seen by staff only (campaign list, reports, audit trail); respondents see "
+                                      "the questionnaire's title. E.g. Alumni 2026"))
     audience_kind = RadioField(_l("Who is it for?"), choices=[SelectChoice("alumnus", _l("Alumni")),
                                                                SelectChoice("employee", _l("Employees"))],
                                default="alumnus")
@@ -88,6 +93,22 @@ class TimingForm(FlaskForm):
         except ValidationFailed:
             raise ValidationError(_l("Write quiet hours as two different times, HH:MM-HH:MM "
                                      "(24-hour clock), e.g. 20:00-08:00; or leave the field blank.")) from None
+
+    def validate_reminders(self, field):
+        """A reminder that would come after the close could never be sent: refused here,
+        where the admin can change it, rather than left silently unsent."""
+        if not (self.send_at.data and self.closes_at.data) or self.closes_at.data <= self.send_at.data:
+            return  # the times' own checks speak
+        window = self.closes_at.data - self.send_at.data
+        for text in self.reminder_list():
+            try:
+                delay = isodate.parse_duration(text)
+            except (isodate.ISO8601Error, ValueError, OverflowError):
+                continue  # the service says what is wrong with it
+            if isinstance(delay, timedelta) and delay >= window:
+                raise ValidationError(_l(
+                    "The reminder %(reminder)s would come after the survey closes (it is open for %(open)s): "
+                    "make it sooner, or close later.", reminder=text, open=format_timedelta(window)))
 
     def quiet_hours_value(self):
         """(start, end) local times, or None: reminders at any hour."""

@@ -189,3 +189,18 @@ def test_overflowing_delays_and_nul_characters_are_form_errors_not_crashes(admin
     assert f'id="{field}-error"' in response.get_data(as_text=True)
     [after] = _campaigns()
     assert (after.name, after.audience_filters, after.reminders) == ("Alumni 2026", {}, ["P3D", "P7D"])
+
+
+def test_a_reminder_after_the_close_is_refused_at_its_field(admin, alumni):
+    """Six days open with reminders after 3 and 10 days: the second could never be sent."""
+    _step_one(admin, alumni)
+    [campaign] = _campaigns()
+    response = _post(admin, f"/admin/campaigns/{campaign.id}/timing", timezone="Europe/Paris",
+                     send_at="2031-03-01T09:00", closes_at="2031-03-07T09:00", reminders="P3D, P10D", quiet_hours="")
+    assert response.status_code == 200
+    body = response.get_data(as_text=True)
+    assert 'id="reminders-error"' in body and "The reminder P10D would come after the survey closes" in body
+    assert _campaigns()[0].reminders == ["P3D", "P7D"]  # nothing changed
+    response = _post(admin, f"/admin/campaigns/{campaign.id}/timing", timezone="Europe/Paris",
+                     send_at="2031-03-01T09:00", closes_at="2031-03-07T09:00", reminders="P3D, P5D", quiet_hours="")
+    assert response.status_code == 302 and _campaigns()[0].reminders == ["P3D", "P5D"]
