@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import mailbox
+import re
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
@@ -24,6 +25,17 @@ def _parse(raw: bytes):
     return BytesParser(policy=policy.default).parsebytes(raw)
 
 
+#: a Maildir key as Python's mailbox writes it: seconds, microseconds (not zero-padded), pid, counter
+_KEY = re.compile(r"(\d+)\.M(\d+)P\d+Q(\d+)")
+
+
+def _delivered(key: str) -> tuple[int, int, int]:
+    """When a message was caught, from its key, as numbers: compared as text, 0.098 s came
+    after 0.716 s ("M98000" > "M715951")."""
+    match = _KEY.match(key)
+    return tuple(int(part) for part in match.groups()) if match else (0, 0, 0)
+
+
 @bp.route("/")
 @allowed("read", "mail")
 def caught():
@@ -34,7 +46,7 @@ def caught():
             with box.get_file(key) as handle:
                 headers = BytesParser(policy=policy.default).parse(handle, headersonly=True)
             messages.append({"key": key, "to": headers["To"], "subject": headers["Subject"], "date": headers["Date"]})
-        messages.sort(key=lambda m: m["key"], reverse=True)  # Maildir keys start with the time
+        messages.sort(key=lambda m: _delivered(m["key"]), reverse=True)
     return render_template("mail/caught.html", messages=messages[:200], total=len(messages),
                            enabled=box is not None)
 
