@@ -208,8 +208,10 @@ class Config:
     #: client address, and per account whatever the address.
     RATELIMIT_LOGIN_PER_ADDRESS = os.environ.get("RATELIMIT_LOGIN_PER_ADDRESS", "10/minute")
     RATELIMIT_LOGIN_PER_ACCOUNT = os.environ.get("RATELIMIT_LOGIN_PER_ACCOUNT", "5/minute;20/hour")
-    #: Requests to the pages of survey, opt-out and evidence links, per client address.
+    #: Requests to the pages of survey, opt-out and evidence links, per link; and per client
+    #: address, a ceiling far above (one company's employees answer from one address).
     RATELIMIT_SURVEY_LINKS = os.environ.get("RATELIMIT_SURVEY_LINKS", "60/minute")
+    RATELIMIT_SURVEY_ADDRESS = os.environ.get("RATELIMIT_SURVEY_ADDRESS", "1000/minute")
     #: How many reverse proxies in front of the app set X-Forwarded-For (werkzeug's
     #: ProxyFix); 0 trusts no such header and uses the connection's address.
     PROXY_FIX_X_FOR = int(os.environ.get("PROXY_FIX_X_FOR", "0"))

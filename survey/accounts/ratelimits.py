@@ -8,15 +8,20 @@ Two kinds of bucket:
   many addresses and many accounts from one address are both stopped. Only failures
   count (a success redirects), so a team behind one address is not locked out by
   its own logins; once a bucket is full, even the right password waits.
-* **survey links**: every page of a survey, opt-out or evidence link, per client
-  address (``RATELIMIT_SURVEY_LINKS``), generous for a person answering. The RFC 8058
-  one-click opt-out is exempt: mailbox providers post those from a few shared servers,
-  and refusing one would lose a person's opt-out.
+* **survey links**: every page of a survey, opt-out or evidence link, per link
+  (``RATELIMIT_SURVEY_LINKS``), generous for a person answering; and per client address
+  (``RATELIMIT_SURVEY_ADDRESS``), a ceiling far above it: the employees of one company
+  answer from behind one address, and must not use up each other's bucket (a link's
+  256-bit token cannot be guessed, so the address ceiling only brakes a flood). The
+  RFC 8058 one-click opt-out is exempt: mailbox providers post those from a few shared
+  servers, and refusing one would lose a person's opt-out.
 
 The address is the connection's, or X-Forwarded-For's only behind a configured
 ProxyFix (``PROXY_FIX_X_FOR``): a client cannot pick its own bucket.
 """
 from __future__ import annotations
+
+import hashlib
 
 from flask import Flask, current_app, request
 from flask_babel import gettext as _
@@ -28,10 +33,20 @@ from survey.extensions import limiter
 PASSWORD_ADDRESS_SCOPE = "password-attempts-address"
 PASSWORD_ACCOUNT_SCOPE = "password-attempts-account"
 SURVEY_LINKS_SCOPE = "survey-links"
+SURVEY_ADDRESS_SCOPE = "survey-links-address"
 
 
 def client_address() -> str:
     return "address:" + (request.remote_addr or "unknown")
+
+
+def survey_link() -> str:
+    """The link a survey, opt-out or evidence page was opened with; its hash, since the
+    counters' keys are stored (in Redis) and a link is a secret."""
+    token = (request.view_args or {}).get("token")
+    if not token:
+        return client_address()
+    return "link:" + hashlib.sha256(token.encode()).hexdigest()[:32]
 
 
 def attempted_account() -> str:
@@ -55,8 +70,13 @@ def _password_refusal() -> str:
              "before trying again.")
 
 
-def _survey_links_refusal() -> str:
+def _survey_address_refusal() -> str:
     return _("Too many requests from your connection. Please wait a minute, then reload the page: "
+             "answers you saved are kept.")
+
+
+def _survey_link_refusal() -> str:
+    return _("Too many requests with this link. Please wait a minute, then reload the page: "
              "answers you saved are kept.")
 
 
@@ -78,14 +98,17 @@ _limited_blueprints: set[str] = set()
 
 
 def limit_survey_links(*blueprints) -> None:
-    """One shared bucket per address over every page of these blueprints (once each:
+    """Shared buckets per link and per address over every page of these blueprints (once each:
     the limiter is module-wide, while apps may be created more than once)."""
     for bp in blueprints:
         if bp.name in _limited_blueprints:
             continue
         limiter.shared_limit(lambda: current_app.config["RATELIMIT_SURVEY_LINKS"], scope=SURVEY_LINKS_SCOPE,
+                             key_func=survey_link, exempt_when=_one_click_opt_out,
+                             error_message=_survey_link_refusal)(bp)
+        limiter.shared_limit(lambda: current_app.config["RATELIMIT_SURVEY_ADDRESS"], scope=SURVEY_ADDRESS_SCOPE,
                              key_func=client_address, exempt_when=_one_click_opt_out,
-                             error_message=_survey_links_refusal)(bp)
+                             error_message=_survey_address_refusal)(bp)
         _limited_blueprints.add(bp.name)
 
 

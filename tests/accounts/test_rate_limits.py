@@ -1,5 +1,5 @@
 """Rate limits: failed password attempts per address and per account, survey-link pages per
-address; a refused request is a clear 429 page with Retry-After.
+link and per address; a refused request is a clear 429 page with Retry-After.
 
 The limits are off under TESTING (other tests log in and open survey links many times a
 minute, all from 127.0.0.1); each test here turns them on for itself and uses addresses
@@ -117,23 +117,48 @@ def test_password_confirmation_and_change_share_the_account_s_bucket(limits_on, 
     _assert_refused(_try_login(_client(browser, _address()), user.email, PASSWORD))
 
 
-def test_survey_link_pages_are_limited_per_address(limits_on, browser):
+def test_survey_link_pages_are_limited_per_link(limits_on, browser):
     address = _address()
     respondent = _client(browser, address)
-    paths = ["/s/not-a-real-token", "/u/not-a-real-token", "/e/not-a-real-token"]
-    for number in range(60):  # generous: a person answering never comes near it
-        assert respondent.get(paths[number % 3]).status_code == 404
-    refused = respondent.get("/s/another-token")
+    for _ in range(60):  # generous: a person answering never comes near it
+        assert respondent.get("/s/not-a-real-token").status_code == 404
+    refused = respondent.get("/s/not-a-real-token")
     assert refused.status_code == 429
     html = refused.get_data(as_text=True)
-    assert "Too many requests from your connection. Please wait a minute" in html
+    assert "Too many requests with this link. Please wait a minute" in html
     assert int(refused.headers["Retry-After"]) >= 1
     assert refused.headers["Referrer-Policy"] == "no-referrer"  # still a token page
     # The RFC 8058 one-click opt-out is never refused: mailbox providers post it.
     assert respondent.post("/u/not-a-real-token").status_code != 429
-    # Another address is not affected; the login form is another bucket.
-    assert _client(browser, _address()).get("/s/not-a-real-token").status_code == 404
+    # Colleagues behind the same address, with links of their own, are not affected;
+    # the login form is another bucket.
+    colleague = _client(browser, address)
+    assert colleague.get("/s/another-token").status_code == 404
+    assert colleague.get("/e/another-token").status_code == 404
     assert respondent.get("/login").status_code == 200
+
+
+def test_one_address_has_a_ceiling_over_every_link(app, limits_on, browser, monkeypatch):
+    monkeypatch.setitem(app.config, "RATELIMIT_SURVEY_ADDRESS", "10/minute")
+    address = _address()
+    office = _client(browser, address)
+    for number in range(10):
+        assert office.get(f"/s/token-{number}").status_code == 404
+    refused = office.get("/s/token-10")
+    assert refused.status_code == 429
+    assert "Too many requests from your connection" in refused.get_data(as_text=True)
+    assert _client(browser, _address()).get("/s/token-10").status_code == 404  # another address
+
+
+def test_the_link_counters_never_hold_the_link(app, limits_on, browser):
+    """The counters live in Redis: keyed by a hash of the link, never by the link itself."""
+    from survey.accounts.ratelimits import survey_link
+
+    with app.test_request_context("/s/a-secret-link-token"):
+        from flask import request
+        request.view_args = {"token": "a-secret-link-token"}
+        key = survey_link()
+    assert key.startswith("link:") and "a-secret-link-token" not in key
 
 
 def test_the_refusal_page_is_translated(limits_on, browser):
