@@ -89,6 +89,17 @@ def _summarise(messages) -> str | None:
     return "Invalid request: " + "; ".join(problems) if problems else None
 
 
+#: the pages of HTTP errors in the reader's language (Werkzeug's own are in English, for developers)
+HTTP_ERRORS = {
+    400: (_l("Bad request"), _l("The page could not read what was sent. Please go back and try again.")),
+    403: (_l("Not allowed"), _l("Your account cannot open this page. Ask an administrator if you need it.")),
+    404: (_l("Page not found"), _l("Nothing is at this address. Check the link, or start again from the home page.")),
+    405: (_l("Not allowed"), _l("This page cannot be used this way. Please go back and use its buttons.")),
+    500: (_l("Something went wrong"), _l("Our error, not yours: nothing was changed. Please try again in a "
+                                         "moment; if it happens again, tell us what you were doing.")),
+}
+
+
 def register_web(app: Flask) -> None:
     from survey.accounts.ratelimits import init_rate_limits
 
@@ -108,8 +119,13 @@ def register_web(app: Flask) -> None:
             if exc.code == 401:
                 response.headers["WWW-Authenticate"] = 'Bearer realm="attest"'
             return response
-        return render_template("errors/error.html", code=exc.code, title=exc.name,
-                               message=exc.description), exc.code
+        title, message = HTTP_ERRORS.get(exc.code, (exc.name, exc.description))
+        if exc.code == 413:
+            title = _("Too large")
+            message = _("What was sent is too large: a file, most likely. Go back: what you typed is still on "
+                        "the page; choose a file under %(size)s MB, or leave it out and save.",
+                        size=f"{app.config['EVIDENCE_MAX_BYTES'] / (1024 * 1024):g}")
+        return render_template("errors/error.html", code=exc.code, title=title, message=message), exc.code
 
     @app.errorhandler(RateLimitExceeded)
     def too_many_requests(exc: RateLimitExceeded):

@@ -69,6 +69,34 @@
     });
   }
 
+  // A file larger than the server takes would cost the respondent the whole page (the
+  // server refuses the request before reading it): refused here, with what was typed kept.
+  function tooLarge(event) {
+    var refused = null;
+    form.querySelectorAll("input[type=file][data-max-bytes]").forEach(function (input) {
+      var note = document.getElementById(input.id + "-too-large");
+      if (note) { note.remove(); }
+      var file = input.files && input.files[0];
+      if (!shown(input) || !file || file.size <= Number(input.getAttribute("data-max-bytes"))) { return; }
+      note = document.createElement("p");
+      note.className = "error-message";
+      note.id = input.id + "-too-large";
+      note.setAttribute("role", "alert");
+      note.textContent = input.getAttribute("data-too-large");
+      input.parentNode.insertBefore(note, input);
+      var described = (input.getAttribute("aria-describedby") || "").split(" ").filter(function (id) {
+        return id && id !== note.id;
+      });
+      input.setAttribute("aria-describedby", described.concat(note.id).join(" "));
+      refused = refused || input;
+    });
+    if (refused) {
+      event.preventDefault();
+      refused.focus();
+    }
+  }
+
+  form.addEventListener("submit", tooLarge);
   form.addEventListener("change", function (event) { exclusive(event); update(); });
   form.addEventListener("input", update);
   update();

@@ -178,3 +178,26 @@ def test_none_of_these_unticks_the_outcomes_and_the_other_way_round(open_survey,
     page.locator("input[name=outcomes][value=promotion]").check()
     assert page.locator("input[name=outcomes]:checked").evaluate_all("els => els.map(e => e.value)") == ["promotion"]
     assert page.locator("#employer").is_visible()
+
+
+def test_a_file_too_large_is_refused_in_the_page_with_the_answers_kept(app, open_survey, open_page, monkeypatch):
+    """The server refuses a request over its limit before reading it (413, a page of its
+    own): the page's script stops such a file first, and nothing typed is lost."""
+    monkeypatch.setitem(app.config, "EVIDENCE_MAX_BYTES", 1024)
+    _invitation, path = open_survey()
+    page = open_page()
+    page.goto(path)
+    page.locator("input[name=activity][value=employed_full_time]").check()
+    page.locator("input[name=outcomes][value=new_job]").check()
+    page.locator("#employer").fill("ACME")
+    page.locator("#evidence_file").set_input_files(
+        files=[{"name": "scan.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4\n" + b"0" * 4096}])
+    url = page.url
+    page.locator("button[name=save], input[name=save]").click()
+    note = page.locator("#evidence_file-too-large")
+    note.wait_for()
+    assert "The file is larger than" in note.inner_text()
+    assert page.url == url and page.locator("#employer").input_value() == "ACME"
+    assert page.evaluate("document.activeElement.id") == "evidence_file"
+    assert "evidence_file-too-large" in page.locator("#evidence_file").get_attribute("aria-describedby")
+

@@ -405,3 +405,11 @@ def test_once_answered_no_reminder_is_due_nor_announced(client, invited):
     done = client.post(path, data={"csrf_token": token, "activity": "seeking", "outcomes": ["none"], "submit": "1"})
     assert done.status_code == 200
     assert _invitation(invitation.id).next_reminder_at is None
+
+
+def test_the_page_of_a_request_too_large_is_in_the_respondents_language(app, client, monkeypatch):
+    monkeypatch.setitem(app.config, "MAX_CONTENT_LENGTH", 1024)
+    page = client.post("/s/whatever", data={"x": "0" * 4096}, headers={"Accept-Language": "fr"})
+    assert page.status_code == 413
+    body = page.get_data(as_text=True)
+    assert "Request Entity Too Large" not in body and "Trop volumineux" in body
