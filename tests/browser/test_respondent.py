@@ -201,3 +201,12 @@ def test_a_file_too_large_is_refused_in_the_page_with_the_answers_kept(app, open
     assert page.evaluate("document.activeElement.id") == "evidence_file"
     assert "evidence_file-too-large" in page.locator("#evidence_file").get_attribute("aria-describedby")
 
+
+
+def test_a_page_with_errors_starts_from_its_summary(open_survey, open_page):
+    _invitation, path = open_survey()
+    page = open_page()
+    page.goto(path)
+    submit(page.locator("button[name=submit], input[name=submit]"))
+    assert page.evaluate("document.activeElement.classList.contains('error-summary')")
+    assert page.title().startswith("Error: ")

@@ -413,3 +413,17 @@ def test_the_page_of_a_request_too_large_is_in_the_respondents_language(app, cli
     assert page.status_code == 413
     body = page.get_data(as_text=True)
     assert "Request Entity Too Large" not in body and "Trop volumineux" in body
+
+
+def test_the_error_summary_names_each_question_and_the_title_says_error(client, invited):
+    """Two links both reading "Merci de répondre à cette question." said not which question."""
+    _campaign, _invitation, path = invited(locale="fr")
+    token = _csrf(_open(client, path))
+    page = client.post(path, data={"csrf_token": token, "submit": "1"}, headers={"Accept-Language": "fr"})
+    assert page.status_code == 422
+    body = page.get_data(as_text=True)
+    summary = re.search(r'<div class="error-summary"[^>]*>(.*?)</div>', body, re.S).group(1)
+    links = [re.sub(r"\s+", " ", text).strip() for text in re.findall(r"<a [^>]*>(.*?)</a>", summary, re.S)]
+    assert len(links) == 2 and len(set(links)) == 2
+    assert all(text.endswith(": Merci de répondre à cette question.") for text in links)
+    assert re.search(r"<title>Erreur : ", body) or re.search(r"<title>Erreur: ", body)
