@@ -26,6 +26,7 @@ from flask import current_app
 from sqlalchemy import Text, bindparam, cast, delete, exists, func, or_, select, tuple_, update
 
 from survey.audiences.models import ERASED, Stakeholder
+from survey.audit.chain import record
 from survey.campaigns.models import Campaign, Invitation, Response
 from survey.claims.models import Claim, Evidence
 from survey.core.types import utcnow
@@ -167,6 +168,8 @@ def _claim_details(result: Purge, cutoff: datetime, batch: int) -> None:
             result.counts["claim details"] += 1
             if not result.dry_run:
                 claim.details = {}
+                record("details_purged", f"claim:{claim.id}", actor="retention",
+                       reason=f"RETENTION_ANSWERS_DAYS ({current_app.config['RETENTION_ANSWERS_DAYS']})")
         _done(result)
 
 
@@ -184,6 +187,17 @@ def _evidence(result: Purge, cutoff: datetime, batch: int) -> None:
         last_id = items[-1].id
         result.counts["evidence items"] += len(items)
         if not result.dry_run:
+            # The claim keeps its decision; its trail says where its evidence went, and what it
+            # was: a file's hash lets an auditor match a copy kept elsewhere (a link's or a
+            # contact's would give the text back to whoever guesses it, so not theirs).
+            by_claim: dict[int, list[dict]] = {}
+            for item in items:
+                removed = {"id": item.id, "kind": item.kind, **({"sha256": item.sha256} if item.kind == "file" else {})}
+                by_claim.setdefault(item.claim_id, []).append(removed)
+            for claim_id, removed in by_claim.items():
+                record("evidence_purged", f"claim:{claim_id}", actor="retention",
+                       reason=f"RETENTION_EVIDENCE_DAYS ({current_app.config['RETENTION_EVIDENCE_DAYS']})",
+                       data={"evidence": removed})
             remove_files(item.stored_as for item in items if item.stored_as)
             db.session.execute(delete(Evidence).where(Evidence.id.in_([item.id for item in items]))
                                .execution_options(synchronize_session=False))

@@ -8,6 +8,7 @@ from sqlalchemy import event, func, select, update
 
 from survey.audiences.models import Stakeholder
 from survey.audit.chain import verify
+from survey.audit.models import AuditEvent
 from survey.campaigns.models import Campaign, Invitation, Response
 from survey.claims.models import Claim, Evidence
 from survey.core.types import utcnow
@@ -99,6 +100,14 @@ def test_the_policy_removes_what_is_due_and_keeps_the_rest(story, aged):
     assert bytes(db.session.get(ReportSnapshot, snapshot_id).content) == content
     assert build([story.campaign.id], ()) == aged["figures"]
     assert verify().ok
+    # The claim's trail says where its evidence and details went: the auditor who samples it
+    # finds a reason, not a silence.
+    trail = {event.action: event for event in db.session.scalars(
+        select(AuditEvent).where(AuditEvent.subject == f"claim:{story.claim.id}"))}
+    assert trail["evidence_purged"].actor == "retention"
+    assert sorted(item["kind"] for item in trail["evidence_purged"].data["evidence"]) == ["contact", "file", "link"]
+    assert [item["sha256"] for item in trail["evidence_purged"].data["evidence"] if item["kind"] == "file"]
+    assert "details_purged" in trail
     # A second run finds nothing to do.
     assert _counts(retention.purge()) == {}
 
