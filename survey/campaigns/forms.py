@@ -1,11 +1,10 @@
 """The campaign wizard's three steps: basics, audience, timing (each also edits a draft)."""
 from __future__ import annotations
 
-from datetime import timedelta
-from zoneinfo import available_timezones
+from datetime import timedelta, timezone
+from zoneinfo import ZoneInfo, available_timezones
 
 import isodate
-
 from flask_babel import format_timedelta
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
@@ -93,6 +92,29 @@ class TimingForm(FlaskForm):
         except ValidationFailed:
             raise ValidationError(_l("Write quiet hours as two different times, HH:MM-HH:MM "
                                      "(24-hour clock), e.g. 20:00-08:00; or leave the field blank.")) from None
+
+    def validate_send_at(self, field):
+        self._exists_once(field)
+
+    def validate_closes_at(self, field):
+        self._exists_once(field)
+
+    def _exists_once(self, field) -> None:
+        """A local time the clocks skip (spring) or pass twice (autumn) names no moment, or
+        two: refused, rather than silently moved an hour."""
+        if field.data is None or self.timezone.data not in available_timezones():
+            return
+        zone = ZoneInfo(self.timezone.data)
+        first, second = field.data.replace(tzinfo=zone, fold=0), field.data.replace(tzinfo=zone, fold=1)
+        if first.utcoffset() == second.utcoffset():
+            return
+        back = first.astimezone(timezone.utc).astimezone(zone).replace(tzinfo=None)
+        if back != field.data:
+            raise ValidationError(_l("%(time)s does not exist in %(zone)s: the clocks go forward then. "
+                                     "Choose another time.", time=f"{field.data:%H:%M}", zone=zone.key))
+        raise ValidationError(_l("%(time)s happens twice in %(zone)s: the clocks go back then. "
+                                 "Choose another time, a little before or after.",
+                                 time=f"{field.data:%H:%M}", zone=zone.key))
 
     def validate_reminders(self, field):
         """A reminder that would come after the close could never be sent: refused here,

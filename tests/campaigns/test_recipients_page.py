@@ -6,13 +6,14 @@ import re
 from datetime import time, timedelta
 
 import pytest
-from sqlalchemy import event, insert, select
+from sqlalchemy import event, insert, select, update
 
 from survey.audiences.models import Stakeholder
+from survey.campaigns import services
 from survey.campaigns.models import Campaign
 from survey.extensions import db
 from survey.mail.models import OutboxMessage
-from tests.campaigns.helpers import counted_queries, invitations, make_campaign, now, outbox, started_campaign
+from tests.campaigns.helpers import counted_queries, invitations, make_campaign, now, outbox, schedule, started_campaign
 from tests.conftest import IsolatedClient
 from tests.factories import PASSWORD, csrf_token
 
@@ -246,6 +247,21 @@ def test_the_summary_shows_reminders_and_quiet_hours(admin, alumni):
     assert "P3D, P7D" in page
     assert "No reminder between 20:00-08:00" in page  # the configured default
     assert "No one has been invited yet" in page
+
+
+def test_a_campaign_that_started_with_no_one_to_email_says_so(admin, alumni, monkeypatch):
+    """Its only person bounced elsewhere between scheduling and the start: it is open, and
+    "not invited yet" would be untrue."""
+    _people(1)
+    campaign = make_campaign(alumni)
+    schedule(campaign, monkeypatch)
+    db.session.execute(update(Stakeholder).values(suppressed_at=now(), suppression_reason="hard bounce"))
+    db.session.commit()
+    assert services.start_campaign(campaign.id) is True
+    db.session.commit()
+    page = _page(admin, f"/admin/campaigns/{campaign.id}")
+    assert "No one was invited: when the campaign started, no one in its audience could be emailed." in page
+    assert "No one has been invited yet" not in page
 
 
 def test_recipients_are_paginated_fifty_a_page(admin, alumni, monkeypatch):

@@ -204,3 +204,20 @@ def test_a_reminder_after_the_close_is_refused_at_its_field(admin, alumni):
     response = _post(admin, f"/admin/campaigns/{campaign.id}/timing", timezone="Europe/Paris",
                      send_at="2031-03-01T09:00", closes_at="2031-03-07T09:00", reminders="P3D, P5D", quiet_hours="")
     assert response.status_code == 302 and _campaigns()[0].reminders == ["P3D", "P5D"]
+
+
+@pytest.mark.parametrize("moment, words", [("2031-03-30T02:30", "02:30 does not exist in Europe/Paris"),
+                                           ("2031-10-26T02:30", "02:30 happens twice in Europe/Paris")])
+def test_a_send_time_the_clocks_skip_or_repeat_is_refused(admin, alumni, moment, words):
+    """Paris skips 02:00–03:00 on 30 March 2031 and passes it twice on 26 October."""
+    _step_one(admin, alumni)
+    [campaign] = _campaigns()
+    response = _post(admin, f"/admin/campaigns/{campaign.id}/timing", timezone="Europe/Paris",
+                     send_at=moment, closes_at="2031-12-01T09:00", reminders="", quiet_hours="")
+    assert response.status_code == 200
+    body = response.get_data(as_text=True)
+    assert 'id="send_at-error"' in body and words in body
+    response = _post(admin, f"/admin/campaigns/{campaign.id}/timing", timezone="Europe/Paris",
+                     send_at=moment.replace("02:30", "03:30"), closes_at="2031-12-01T09:00", reminders="",
+                     quiet_hours="")
+    assert response.status_code == 302
