@@ -376,6 +376,21 @@ def ask_for_files_again(form) -> None:
             field.errors.append(_message(form.locale, "file_again"))
 
 
+#: the form field (not a question: question ids start with a letter) listing the questions
+#: the respondent's page showed, kept current by the page's script
+SHOWN = "_shown"
+
+
+def questions_not_seen(form) -> list[str]:
+    """Questions now shown (given the answers sent) that the page which sent them did not
+    show: without the page's script, a follow-up appears only when the page comes back.
+    Empty when the page did not say what it showed (a client of its own)."""
+    if not has_request_context() or SHOWN not in request.form:
+        return []
+    shown = set(request.form[SHOWN].split())
+    return [field.question["id"] for field in form.question_fields() if field.visible and field.question["id"] not in shown]
+
+
 def _discard(field) -> None:
     """Forget the answer of a hidden question, so it is neither kept nor shown again."""
     field.errors = []

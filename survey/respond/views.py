@@ -10,7 +10,7 @@ from survey.campaigns.services import unsubscribe_token
 from survey.core.errors import ValidationFailed
 from survey.extensions import db
 from survey.respond import services
-from survey.respond.forms import ask_for_files_again, build_form, extract_answers
+from survey.respond.forms import ask_for_files_again, build_form, extract_answers, questions_not_seen
 from survey.respond.token_pages import link_does_not_work, protect_token_pages, speak_to
 from survey.respond.uploads import attach_files
 
@@ -74,6 +74,12 @@ def survey(token: str):
     if not form.validate_for(action):
         ask_for_files_again(form)
         return show_form(form, 422)
+    if action == "submit" and (unseen := questions_not_seen(form)):
+        # Without the page's script, follow-ups show only once the page comes back: the
+        # answers just given open questions the respondent has not seen. Submitting is final,
+        # so the page comes back first, with them.
+        ask_for_files_again(form)
+        return show_form(form, 200, follow_ups=unseen)
     answers = extract_answers(form, definition)
     try:
         answers.update(attach_files(form, saved))

@@ -51,11 +51,23 @@
     return false;
   }
 
+  var shownField = form.querySelector("input[name=_shown]");
+
   function update() {
     // In page order: a block hidden here empties what later blocks test.
     form.querySelectorAll("[data-show-if]").forEach(function (block) {
       block.hidden = !holds(JSON.parse(block.getAttribute("data-show-if")));
     });
+    // What the respondent sees, for the server: it sends the page back rather than take a
+    // submission that opens questions they have not seen (which, with this script, never
+    // happens).
+    if (shownField) {
+      var ids = [];
+      form.querySelectorAll(".question").forEach(function (block) {
+        if (!block.hidden) { ids.push(block.id.replace(/^q-/, "")); }
+      });
+      shownField.value = ids.join(" ");
+    }
   }
 
   function exclusive(event) {

@@ -115,6 +115,26 @@ def test_the_survey_works_with_javascript_off(open_survey, open_page):
     assert response.answers["activity"] == "seeking"
 
 
+def test_without_javascript_follow_ups_are_shown_before_submitting(open_survey, open_page):
+    """Without the script, "new job" cannot show the employer and evidence questions as it is
+    ticked: the page comes back with them instead of taking a final answer without them."""
+    invitation, path = open_survey()
+    page = open_page(javascript=False)
+    page.goto(path)
+    page.locator("input[name=activity][value=employed_full_time]").check()
+    page.locator("input[name=outcomes][value=new_job]").check()
+    submit(page.locator("button[name=submit], input[name=submit]"))
+    assert not _submitted(invitation)
+    assert "Your answers lead to more questions" in page.locator("[role=status]").inner_text()
+    assert page.locator("input[name=outcomes][value=new_job]").is_checked()
+    page.locator("input[name=attribution][value='4']").check()
+    page.locator("#employer").fill("ACME")
+    submit(page.locator("button[name=submit], input[name=submit]"))
+    assert _submitted(invitation)
+    response = db.session.scalar(select(Response).where(Response.campaign_id == invitation.campaign_id))
+    assert response.answers["employer"] == "ACME"
+
+
 @pytest.mark.parametrize("width", [320])
 def test_the_survey_fits_a_small_phone(open_survey, open_page, width):
     invitation, path = open_survey()
