@@ -8,13 +8,14 @@ Serving evidence to the committee is the committee area's job.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
+import unicodedata
 from pathlib import Path
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 from werkzeug.datastructures import FileStorage
-from werkzeug.utils import secure_filename
 
 from survey.core.errors import ValidationFailed
 
@@ -36,6 +37,16 @@ def sniff_type(head: bytes) -> str | None:
     return next((kind for magic, kind in SIGNATURES.items() if head.startswith(magic)), None)
 
 
+def display_name(name: str) -> str:
+    """The file's name as its owner knows it ("Contrat été.pdf"), for pages and downloads
+    only (the file is stored under a random name): no folder part, no control or invisible
+    characters, at most 100 characters; werkzeug's secure_filename dropped every accent."""
+    name = unicodedata.normalize("NFC", re.split(r"[/\\]", name)[-1])
+    name = "".join(" " if char.isspace() else char for char in name if unicodedata.category(char)[0] != "C")
+    name = " ".join(name.split()).strip(" .")
+    return name[:100] or "evidence"
+
+
 def store_upload(upload: FileStorage) -> dict:
     """Store an uploaded evidence file; returns what the answers keep about it."""
     limit = current_app.config["EVIDENCE_MAX_BYTES"]
@@ -49,7 +60,7 @@ def store_upload(upload: FileStorage) -> dict:
     (evidence_dir() / stored_as).write_bytes(data)
     return {
         "stored_as": stored_as,
-        "filename": secure_filename(upload.filename or "")[:100] or "evidence",
+        "filename": display_name(upload.filename or ""),
         "media_type": media_type,
         "size": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),

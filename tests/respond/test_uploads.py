@@ -72,3 +72,11 @@ def test_a_file_chosen_on_a_page_with_errors_is_asked_for_again(client, open_sur
     response = _post(client, path, {"start_date": "2024-09-30"}, evidence_file=(PDF, "contract.pdf"))
     assert response.status_code == 303
     assert _saved_answers()["evidence_file"]["filename"] == "contract.pdf"
+
+
+def test_a_file_keeps_its_name_as_its_owner_wrote_it(client, open_survey):
+    """"Contrat été.pdf" was shown to the committee as "Contrat_ete.pdf"."""
+    _invitation, path = open_survey()
+    response = _post(client, path, evidence_file=(PDF, "/home/zoé/Contrat e\u0301te\u0301\u200b.pdf"))
+    assert response.status_code == 303
+    assert _saved_answers()["evidence_file"]["filename"] == "Contrat été.pdf"

@@ -427,3 +427,12 @@ def test_the_error_summary_names_each_question_and_the_title_says_error(client, 
     assert len(links) == 2 and len(set(links)) == 2
     assert all(text.endswith(": Merci de répondre à cette question.") for text in links)
     assert re.search(r"<title>Erreur : ", body) or re.search(r"<title>Erreur: ", body)
+
+
+def test_what_a_scale_s_ends_mean_is_read_with_the_question(client, invited):
+    """"1 = Not at all · 5 = Entirely": without it a screen reader says only "1" … "5"."""
+    _campaign, _invitation, path = invited()
+    body = _open(client, path)
+    fieldset = re.search(r'<fieldset id="attribution"[^>]*aria-describedby="([^"]+)"', body)
+    assert fieldset and "attribution-ends" in fieldset.group(1).split()
+    assert re.search(r'<p class="hint scale-ends" id="attribution-ends">1 = ', body)
