@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from survey.accounts.models import ROLE_VALUES, ApiKey, User
 from survey.accounts.passwords import MIN_PASSWORD_LENGTH, check_password_policy  # noqa: F401  (re-exported)
+from survey.audiences.importer import needs_smtputf8
 from survey.core.errors import ValidationFailed
 from survey.core.tokens import hash_token, new_token
 from survey.core.types import utcnow
@@ -54,6 +55,9 @@ def create_user(email: str, password: str, role: str, name: str = "") -> User:
                                   role=role, roles=", ".join(ROLE_VALUES)))
     if "@" not in email:
         raise ValidationFailed(_l("“%(email)s” is not an email address.", email=email))
+    if needs_smtputf8(email):  # the importer's rule for people: our emails could never reach it
+        raise ValidationFailed(_l("“%(email)s” has an accented or other non-ASCII character before the @: "
+                                  "our emails cannot be sent to it.", email=email))
     check_password_policy(password, email)
     if db.session.scalar(select(User.id).where(User.email == email)) is not None:
         raise ValidationFailed(_l("A user with the email %(email)s already exists.", email=email))

@@ -8,9 +8,11 @@ from pathlib import Path
 import click
 from flask import Flask
 from flask.cli import AppGroup
+from flask_babel import lazy_gettext as _l
 
 from survey.audiences.models import KINDS
 from survey.core.errors import ServiceError
+from survey.core.i18n import in_english
 from survey.extensions import db
 
 audience_cli = AppGroup("audience", help="Audiences: the alumni and employees we survey.")
@@ -21,6 +23,8 @@ audience_cli = AppGroup("audience", help="Audiences: the alumni and employees we
 @click.option("--kind", type=click.Choice(KINDS), required=True)
 def import_command(file: Path, kind: str) -> None:
     """Create or update stakeholders from a CSV file; rejected lines are listed, not fatal.
+    A file that cannot be read at all (not a CSV, no email column) is fatal: nothing is
+    stored, and the exit status is 1.
 
     The file is read as it goes, whatever its size; on a terminal, a progress bar shows how
     far it got, in lines per second.
@@ -43,6 +47,10 @@ def import_command(file: Path, kind: str) -> None:
             report = import_audience(stream, kind, progress=progress)
         except ServiceError as exc:
             raise click.ClickException(str(exc)) from exc  # the English text
+    if report.unreadable:
+        db.session.rollback()
+        raise click.ClickException(in_english(_l("This file cannot be imported: %(reason)s. Nothing was changed.",
+                                                 reason=report.unreadable)))
     db.session.commit()
     click.echo(f"created {report.created}, updated {report.updated}, "
                f"rejected {report.rejected_total}")

@@ -21,6 +21,11 @@ that was plain ASCII until there is read as Windows-1252 from there on (exactly 
 it whole would give); otherwise the line where decoding fails is rejected with a reason that
 says the rest of the file was not read, and the lines before it are kept.
 
+A quoted cell may span lines, but a quote that is never closed, or that takes in lines
+reading as rows of their own (or too many lines), is a typing error: that line is rejected
+and the lines after it are read on their own, so a stray quote never swallows the rest of
+the file. Excel's first line ``sep=;`` names the delimiter; it is not the header.
+
 Reasons are lazy texts (``survey.core.i18n``): the import page reads them in the admin's
 language, the API and the CLI in English (as does anything outside a Flask app).
 """
@@ -51,6 +56,9 @@ MAX_ATTRIBUTE_LENGTH = 1000
 FIRST_READ_SIZE = 1 << 20
 #: Bytes read at a time after that, and characters split into lines at a time.
 READ_SIZE = 256 << 10
+#: Lines a quoted cell may run on to after the line it starts on; a quote open longer is a
+#: typing error (no cell we store is that long: see ``MAX_ATTRIBUTE_LENGTH``).
+MAX_QUOTED_LINES = 100
 
 #: Header names as they appear in French and English exports, compared after ``_compact``
 #: (lower case, no accents, no spaces, underscores or hyphens).
@@ -79,7 +87,8 @@ LOCALE_ALIASES = {
 _LOCALE_WITH_REGION = re.compile(r"^(fr|en)[-_][a-z]{2,3}$")
 
 DELIMITERS = ",;\t|"
-#: What spreadsheets read as the start of a formula (OWASP "CSV injection").
+#: What spreadsheets read as the start of a formula (OWASP "CSV injection"); checked on the
+#: value as stored, so the white space before it (any kind, stripped) cannot hide it.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _PLAIN_NUMBER = re.compile(r"^[+-]?\d+(?:[.,]\d+)?$")
 #: Dates people type, day first (French habit), and ISO.
@@ -105,7 +114,7 @@ class ParsedRow(NamedTuple):
 
 @dataclass(frozen=True)
 class Rejection:
-    #: physical line number in the file; the header is line 1
+    #: physical line number in the file; the header is line 1 (2 after Excel's ``sep=`` line)
     line: int
     #: translated when read
     reason: LazyText
@@ -201,35 +210,63 @@ class AudienceReader:
         self._report_progress()
 
     def _records(self, text: _Text) -> Iterator[ParsedRow | Rejection]:
-        delimiter = _sniff_delimiter(text.first)
+        delimiter = _excel_separator(text.first)
         lines = chain.from_iterable(_lines(text.chunks()))
         # Cells too long for csv are refused by it: let it say so.
         csv_limit = csv.field_size_limit()
         parse_row = None
+        columns: list[Column] | None = None
         last_line = 0
+        # Lines to read again (after a stray quote), before the rest: ``source`` is them, then ``lines``.
+        again: Iterator[str] = iter(())
+        source: Iterator[str] | None = lines
         try:
-            for text_line in lines:
-                # A quoted cell may span lines: the record starts just after the previous one ended.
-                line = last_line + 1
-                if '"' in text_line or len(text_line) > csv_limit:
-                    reader = csv.reader(chain((text_line,), lines), delimiter=delimiter)
-                    cells = next(reader)  # reads on into the next lines while a quote is open
-                    last_line += reader.line_num
+            if delimiter is not None:
+                next(lines, None)  # Excel's "sep=;": it names the delimiter, it is not the header
+                last_line = self.lines_read = 1
+            else:
+                delimiter = _sniff_delimiter(text.first)
+            while source is not None:
+                read_again = None
+                for text_line in source:
+                    # A quoted cell may span lines: the record starts just after the previous one ended.
+                    line = last_line + 1
+                    if '"' in text_line or len(text_line) > csv_limit:
+                        cells, taken, stray = _quoted_record(text_line, source, delimiter, columns)
+                        if stray is None:
+                            last_line = line + len(taken)
+                        else:
+                            # The quote is a typing error: this line alone is refused (the header
+                            # is read without quotes), and the lines it took in are read again.
+                            read_again, last_line = taken, line
+                            if parse_row is not None:
+                                self.lines_read = last_line
+                                yield Rejection(line, stray)
+                                break
+                            cells = text_line.rstrip("\r\n").split(delimiter)
+                    else:
+                        # Without quotes, csv would split at each delimiter: so does str.split, faster.
+                        cells = text_line.rstrip("\r\n").split(delimiter)
+                        last_line = line
+                    self.lines_read = last_line
+                    if parse_row is not None:
+                        item = parse_row(line, cells)
+                        if item is not None:
+                            yield item
+                    elif not _is_blank(cells):
+                        columns = _map_columns(cells)
+                        if not any(c.key == "email" for c in columns):
+                            yield self._unreadable(Rejection(line, _no_email_reason(cells)))
+                            return
+                        parse_row = _row_parser(columns, *self._defaults)
+                    if read_again is not None:
+                        break
                 else:
-                    # Without quotes, csv would split at each delimiter: so does str.split, faster.
-                    cells = text_line.rstrip("\r\n").split(delimiter)
-                    last_line = line
-                self.lines_read = last_line
-                if parse_row is not None:
-                    item = parse_row(line, cells)
-                    if item is not None:
-                        yield item
-                elif not _is_blank(cells):
-                    columns = _map_columns(cells)
-                    if not any(c.key == "email" for c in columns):
-                        yield self._unreadable(Rejection(line, _no_email_reason(cells)))
-                        return
-                    parse_row = _row_parser(columns, *self._defaults)
+                    source = None
+                if read_again is not None:
+                    # What is left of the lines read again comes after the ones just taken.
+                    again = iter(read_again + list(again))
+                    source = chain(again, lines)
         except csv.Error as exc:
             yield Rejection(last_line + 1, _l("unreadable CSV (%(error)s); the rest of the file was not read",
                                               error=str(exc)))
@@ -373,6 +410,69 @@ def _lines(chunks: Iterator[str]) -> Iterator[list[str]]:
         yield lines
     if carry:
         yield [carry]
+
+
+#: Excel's first line naming the delimiter: ``sep=;`` (as a spreadsheet may save it again:
+#: quoted, or followed by more delimiters).
+_EXCEL_SEPARATOR = re.compile(r'"?sep=([^\w\s"]|\t)"?\1*[ \t]*(?:\r\n|\r|\n|\Z)', re.IGNORECASE)
+
+
+def _excel_separator(text: str) -> str | None:
+    """The delimiter a first line ``sep=X`` names, if the text starts with one."""
+    match = _EXCEL_SEPARATOR.match(text)
+    return match.group(1) if match else None
+
+
+#: Why a line whose quote is a typing error is refused (its following lines are read on their own).
+_QUOTE_NEVER_CLOSED = _l('a quote (") opened on this line is never closed; the lines after it are read on their own')
+_QUOTE_TAKES_IN_LINES = _l('a quote (") opened on this line is not closed on it and would take in the lines '
+                           'after it; they are read on their own')
+
+
+def _quoted_record(
+    first: str, source: Iterator[str], delimiter: str, columns: list[Column] | None
+) -> tuple[list[str], list[str], LazyText | None]:
+    """The cells of the record that starts with ``first`` (a line with a quote, or too long
+    to split), reading on from ``source`` while a quote is open; the lines it read on; and,
+    if the quote is a typing error, why ``first`` is refused (the lines read on are then to
+    be read again, on their own).
+
+    The quote is a typing error when it is never closed, stays open for more than
+    ``MAX_QUOTED_LINES`` lines, or (once the header is known: ``columns``) takes in a line
+    that reads as a row of its own (as many cells as the header) or ends a record with the
+    wrong number of cells. Only the lines read on are held, ``MAX_QUOTED_LINES`` at most.
+    """
+    taken: list[str] = []
+    ended = None
+    width = len(columns) if columns is not None else 0
+
+    def feed() -> Iterator[str]:
+        nonlocal ended
+        yield first
+        for text_line in source:
+            taken.append(text_line)
+            if len(taken) > MAX_QUOTED_LINES:
+                ended = "too long"
+                return
+            if width and _has_right_width(text_line.rstrip("\r\n").split(delimiter), width):
+                ended = "a row"
+                return
+            yield text_line
+        ended = "end of file"
+
+    try:
+        cells = next(csv.reader(feed(), delimiter=delimiter))
+    except csv.Error:
+        if not taken:  # one line, too long for csv: the caller says so
+            raise
+        return [], taken, as_text(_QUOTE_TAKES_IN_LINES)
+    if not taken:
+        return cells, taken, None  # an open quote on the last line takes in nothing
+    if ended == "end of file":
+        return cells, taken, as_text(_QUOTE_NEVER_CLOSED)
+    if ended is not None or (width and not _has_right_width(cells, width)):
+        return cells, taken, as_text(_QUOTE_TAKES_IN_LINES)
+    return cells, taken, None
 
 
 def _sniff_delimiter(text: str) -> str:
@@ -613,9 +713,10 @@ def _clean(cell: str) -> str:
 
 def _unsafe_cell(column: Column, raw: str):
     """Why this cell must not be stored, if it could run in a spreadsheet or on a page."""
-    stripped = raw.lstrip(" ")
+    # The value as stored: cleaning strips more than spaces (a non-breaking, zero-width or
+    # ideographic space, a line break), and what it leaves is what a spreadsheet reads.
     value = _clean(raw)
-    if stripped.startswith(FORMULA_STARTS) and not _PLAIN_NUMBER.match(value):
+    if value.startswith(FORMULA_STARTS) and not _PLAIN_NUMBER.match(value):
         return _l("value in column '%(column)s' looks like a spreadsheet formula", column=column.header)
     if (column.is_attribute or column.key in NAME_FIELDS) and ("<" in value or ">" in value):
         return _l("value in column '%(column)s' contains markup (< or >)", column=column.header)
@@ -647,6 +748,13 @@ def _fast_email(value: str) -> str | None:
     return None if email.endswith(_SPECIAL_USE_ENDINGS) else email
 
 
+def needs_smtputf8(address: str) -> bool:
+    """Whether ``address`` has a character beyond ASCII before its "@": mail to it needs
+    SMTPUTF8, which Attest does not use (``survey.mail.merge``), so it can never be sent.
+    An internationalised domain is fine: it is sent in its ASCII (IDNA) form."""
+    return not address.rpartition("@")[0].isascii()
+
+
 def _email(value: str) -> tuple[str, object]:
     if not value:
         return "", _l("missing email")
@@ -654,11 +762,23 @@ def _email(value: str) -> tuple[str, object]:
     if email is not None:
         return email, None
     try:
-        normalized = validate_email(value, check_deliverability=False).normalized
+        # An address we cannot send to is refused here rather than counted as emailable.
+        normalized = validate_email(value, check_deliverability=False, allow_smtputf8=False).normalized
     except EmailNotValidError:
+        if needs_smtputf8(value) and _valid_with_smtputf8(value):
+            return "", _l("email address '%(value)s' has an accented or other non-ASCII character before "
+                          "the @: our emails cannot be sent to it", value=value)
         return "", _l("invalid email address '%(value)s'", value=value)
     # Lower-cased whole: people type the same address in any case, and we keep one per person.
     return normalized.lower(), None
+
+
+def _valid_with_smtputf8(value: str) -> bool:
+    try:
+        validate_email(value, check_deliverability=False)
+    except EmailNotValidError:
+        return False
+    return True
 
 
 def _locale(value: str, default: str) -> tuple[str, object]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, render_template
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
@@ -32,9 +33,18 @@ class ImportForm(FlaskForm):
 def index():
     form = ImportForm()
     report = None
+    status = 200
     if form.validate_on_submit():
         report = import_audience(form.file.data.stream, form.kind.data)  # read as it goes
-        db.session.commit()
+        if report.unreadable:
+            # Not one row could be read (not a CSV, no email column…): an error about the
+            # file, not an import that merely rejected a line.
+            db.session.rollback()
+            form.file.errors.append(_("This file cannot be imported: %(reason)s. Nothing was changed.",
+                                      reason=report.unreadable))
+            report, status = None, 422
+        else:
+            db.session.commit()
     people = paginate(select(Stakeholder).order_by(Stakeholder.id), PAGE_SIZE)
     totals = dict(db.session.execute(select(Stakeholder.kind, func.count()).group_by(Stakeholder.kind)).all())
-    return render_template("audiences/index.html", form=form, report=report, people=people, totals=totals)
+    return render_template("audiences/index.html", form=form, report=report, people=people, totals=totals), status

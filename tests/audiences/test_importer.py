@@ -496,8 +496,9 @@ _ADDRESSES = st.one_of(
 
 
 def _validated(value: str) -> str | None:
+    """The address as the importer stores it: email-validator's, refusing what needs SMTPUTF8."""
     try:
-        return validate_email(value, check_deliverability=False).normalized.lower()
+        return validate_email(value, check_deliverability=False, allow_smtputf8=False).normalized.lower()
     except EmailNotValidError:
         return None
 
@@ -531,3 +532,212 @@ def test_plain_addresses_take_the_fast_path(value, expected):
 ])
 def test_unusual_addresses_are_left_to_email_validator(value):
     assert importer._fast_email(value) is None
+
+
+# --- a stray quote never swallows the lines after it ------------------------------------
+
+QUOTE_NEVER_CLOSED = 'a quote (") opened on this line is never closed; the lines after it are read on their own'
+QUOTE_TAKES_IN_LINES = ('a quote (") opened on this line is not closed on it and would take in the lines after it; '
+                        "they are read on their own")
+
+
+def people(count: int, stray: dict[int, str] | None = None) -> list[str]:
+    """A header and ``count`` rows p0…; ``stray`` replaces some lines (by line number)."""
+    lines = ["Email;Prénom;Nom", *(f"p{n}@example.org;P{n};N{n}" for n in range(count))]
+    for line, text in (stray or {}).items():
+        lines[line - 1] = text
+    return lines
+
+
+def test_a_stray_opening_quote_rejects_its_line_and_keeps_every_line_after_it():
+    result = parse(*people(1999, {11: 'p9@example.org;"P9;N9'}))
+    assert rejected(result) == {11: QUOTE_TAKES_IN_LINES}
+    assert [row.line for row in result.rows] == [*range(2, 11), *range(12, 2001)]
+    assert (result.rows[-1].email, result.rows[-1].first_name) == ("p1998@example.org", "P1998")
+
+
+def test_a_quote_closed_lines_later_by_another_stray_quote_loses_no_line_between():
+    result = parse(*people(30, {11: 'p9@example.org;"P9;N9', 14: 'p12@example.org;P12";N12'}))
+    assert rejected(result) == {11: QUOTE_TAKES_IN_LINES}
+    assert [row.line for row in result.rows] == [n for n in range(2, 32) if n != 11]
+    assert next(row for row in result.rows if row.line == 14).first_name == 'P12"'  # as typed
+
+
+def test_a_quote_open_until_the_end_of_the_file_rejects_its_line_only():
+    result = parse("Email;Nom", 'ada@example.org;"Love', "lace", "", "bob@example.org")
+    assert rejected(result) == {2: QUOTE_NEVER_CLOSED,
+                                3: "wrong number of columns: 1 instead of 2",
+                                5: "wrong number of columns: 1 instead of 2"}
+    assert result.rows == []
+
+
+@pytest.mark.parametrize("more_notes_than_allowed, reason", [
+    (50, QUOTE_TAKES_IN_LINES),  # given up on before the end of the file
+    (-50, QUOTE_NEVER_CLOSED),
+])
+def test_a_quote_open_over_lines_that_are_not_rows_is_given_up_on(more_notes_than_allowed, reason):
+    # One cell where three are expected: the lines do not read as rows, and are taken in
+    # until the end of the file or MAX_QUOTED_LINES, then read again on their own.
+    notes = getattr(importer, "MAX_QUOTED_LINES", 100) + more_notes_than_allowed
+    result = parse("Email;Prénom;Nom", 'p0@example.org;"P0;N0', *["just a note"] * notes)
+    each_note = {n: "wrong number of columns: 1 instead of 3" for n in range(3, notes + 3)}
+    assert rejected(result) == {2: reason, **each_note}
+    assert result.rows == []
+
+
+def test_a_quoted_cell_spanning_lines_into_the_wrong_number_of_columns_loses_no_line():
+    result = parse("Email;Nom", 'ada@example.org;"Love', 'lace";extra', "bob@example.org;Bob")
+    assert rejected(result) == {2: QUOTE_TAKES_IN_LINES, 3: "invalid email address 'lace\"'"}
+    assert [(row.line, row.email) for row in result.rows] == [(4, "bob@example.org")]
+
+
+def test_a_stray_quote_in_the_header_does_not_swallow_the_file():
+    result = parse('Email;"Prénom;Nom', "ada@example.org;Ada;Lovelace", "bob@example.org;Bob;Smith")
+    assert result.rejected == []
+    assert [(row.line, row.first_name, row.last_name) for row in result.rows] == [
+        (2, "Ada", "Lovelace"), (3, "Bob", "Smith")]
+
+
+@pytest.mark.parametrize("read_size", [1, 7, 64])
+def test_stray_quotes_read_in_small_pieces(monkeypatch, read_size):
+    data = "\r\n".join(people(300, {11: 'p9@example.org;"P9;N9', 40: '"p38@example.org;P38;N38',
+                                    200: 'p198@example.org;"P198;N198', 201: ""})).encode()
+    whole = parse_audience(data).collect()
+    assert rejected(whole) == {11: QUOTE_TAKES_IN_LINES, 40: QUOTE_TAKES_IN_LINES, 200: QUOTE_TAKES_IN_LINES}
+    assert len(whole.rows) == 300 - 4
+    read_in_pieces(monkeypatch, read_size, first=40)
+    assert parse_audience(data).collect() == whole
+
+
+_LINE_KINDS = st.sampled_from(["row", "row", "row", "opening quote", "closing quote", "quoted email", "blank",
+                               "note", "spanning cell", "bad row", "bad row closing a quote"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_LINE_KINDS, max_size=60))
+def test_no_line_is_ever_lost_silently(kinds):
+    texts = {
+        "row": "p{n}@example.org;P{n};N{n}", "opening quote": 'p{n}@example.org;"P{n};N{n}',
+        "closing quote": 'p{n}@example.org;P{n}";N{n}', "quoted email": '"p{n}@example.org;P{n};N{n}',
+        "blank": "", "note": "a note", "spanning cell": 'p{n}@example.org;"P\r\n{n}";N{n}',
+        "bad row": "nope{n};X;Y", "bad row closing a quote": 'nope{n};X";Y',
+    }
+    lines, plain, second_lines = ["Email;Prénom;Nom"], set(), set()
+    physical = 1
+    for n, kind in enumerate(kinds):
+        lines.append(texts[kind].format(n=n))
+        if kind == "row":
+            plain.add(physical + 1)
+        elif kind == "spanning cell":
+            second_lines.add(physical + 2)
+        physical += 1 + (kind == "spanning cell")
+    result = parse(*lines)
+    imported = {row.line for row in result.rows}
+    said = imported | {r.line for r in result.rejected}
+    # Every row typed plainly is imported, and every other line is said something of: a
+    # blank line, or the second line of a cell that spans two, read with its first, excepted.
+    assert plain <= imported
+    typed = {n for n, text in enumerate("\r\n".join(lines).split("\r\n"), 1) if text.strip()}
+    assert {n for n in typed - said if not (n in second_lines and n - 1 in said)} == {1}
+
+
+# --- what hides a formula, an address we cannot send to, Excel's "sep=" line -----------------
+
+
+@pytest.mark.parametrize("before", [
+    "\u00a0",  # non-breaking space
+    "\u200b",  # zero-width space
+    "\u3000",  # ideographic space
+    "\u2028",  # line separator
+    " \t",
+    "\r\n",  # a line break inside the quotes
+])
+def test_a_formula_behind_white_space_that_cleaning_strips_is_rejected(before):
+    cell = f'{before}=HYPERLINK("http://x.invalid","click")'.replace('"', '""')
+    result = parse("Email;Prénom;Nom;Service", f'a@example.org;"{cell}";B;Sales')
+    assert result.rows == []
+    assert rejected(result) == {2: "value in column 'Prénom' looks like a spreadsheet formula"}
+
+
+def test_the_formula_from_the_review_is_rejected_unquoted():
+    result = parse("Email;Prénom;Nom;Service", 'a@example.org;\u00a0=HYPERLINK("http://x.invalid","click");B;Sales')
+    assert result.rows == []
+    assert rejected(result) == {2: "value in column 'Prénom' looks like a spreadsheet formula"}
+
+
+def test_a_formula_behind_a_non_breaking_space_in_the_email_column_is_rejected():
+    result = parse("Email", "\u00a0=cmd@example.org")
+    assert rejected(result) == {2: "value in column 'Email' looks like a spreadsheet formula"}
+
+
+def test_white_space_that_cleaning_strips_before_a_plain_value_is_fine():
+    result = parse("Email;Prénom;Score", "a@example.org;\u00a0Ada;\u200b-3")
+    assert result.rejected == []
+    assert (result.rows[0].first_name, result.rows[0].attributes) == ("Ada", {"score": "-3"})
+
+
+NOT_SENDABLE = ("email address '{}' has an accented or other non-ASCII character before the @: "
+                "our emails cannot be sent to it")
+
+
+@pytest.mark.parametrize("address", ["élodie@example.fr", "Zoë.Martin@example.org", "josé@exämple.fr", "用户@例子.广告"])
+def test_an_address_with_non_ascii_before_the_at_is_rejected_with_the_reason(address):
+    result = parse("Email;Nom", f"{address};Dubois", "ada@example.org;Lovelace")
+    assert rejected(result) == {2: NOT_SENDABLE.format(address)}
+    assert [row.email for row in result.rows] == ["ada@example.org"]
+
+
+def test_an_internationalised_domain_is_still_accepted():
+    result = parse("Email", "jean.dupont@exämple.fr")
+    assert [row.email for row in result.rows] == ["jean.dupont@exämple.fr"]
+
+
+def test_an_invalid_address_with_non_ascii_is_still_just_invalid():
+    result = parse("Email", "élodie@@example.fr")
+    assert rejected(result) == {2: "invalid email address 'élodie@@example.fr'"}
+
+
+def test_needs_smtputf8_looks_before_the_at_only():
+    assert importer.needs_smtputf8("élodie@example.fr")
+    assert not importer.needs_smtputf8("elodie@exämple.fr")
+    assert not importer.needs_smtputf8("ada@example.org")
+
+
+@pytest.mark.parametrize("first", ["sep=;", "SEP=;", '"sep=;"', '"sep=;";;', "sep=;;;"])
+def test_excel_sep_line_names_the_delimiter_and_is_not_the_header(first):
+    result = parse(first, "Email;Nom", "ada@example.org;Lovelace", "nope;Bob")
+    assert result.unreadable is None
+    assert [(row.line, row.email, row.last_name) for row in result.rows] == [(3, "ada@example.org", "Lovelace")]
+    assert rejected(result) == {4: "invalid email address 'nope'"}  # the line in the file, sep= being line 1
+
+
+@pytest.mark.parametrize("delimiter", [",", "\t", "|"])
+def test_excel_sep_line_with_other_delimiters(delimiter):
+    # The cells hold the other delimiters: only the "sep=" line says which one it is.
+    note = "a{0}b{0}c".format("".join(d for d in ",;|" if d != delimiter))
+    result = parse(f"sep={delimiter}", delimiter.join(["Email", "Nom", "Note"]),
+                   delimiter.join(["ada@example.org", "Lovelace", note]))
+    assert result.rejected == []
+    assert [(row.email, row.attributes) for row in result.rows] == [("ada@example.org", {"note": note})]
+
+
+def test_excel_sep_line_after_a_byte_order_mark_in_windows_1252_or_utf16():
+    text = "sep=;\r\nEmail;Nom\r\nhelene@example.org;Lefèvre\r\n"
+    for data in (b"\xef\xbb\xbf" + text.encode(), text.encode("cp1252"), text.encode("utf-16")):
+        result = parse_audience(data).collect()
+        assert result.rejected == []
+        assert [(row.line, row.last_name) for row in result.rows] == [(3, "Lefèvre")]
+
+
+def test_a_file_of_only_a_sep_line_is_empty():
+    result = parse_audience(b"sep=;\r\n").collect()
+    assert result.unreadable is not None
+    assert rejected(result) == {1: "the file is empty: no header line and no rows"}
+
+
+def test_a_quote_closed_by_a_line_that_is_not_an_address_loses_it_neither():
+    # "nope;X";Y" closes the quote with the right number of cells: it is a row of its own
+    # (rejected for its address), never part of line 2's first name.
+    result = parse("Email;Prénom;Nom", 'p0@example.org;"P0;N0', 'nope;X";Y', "p1@example.org;P1;N1")
+    assert rejected(result) == {2: QUOTE_TAKES_IN_LINES, 3: "invalid email address 'nope'"}
+    assert [row.line for row in result.rows] == [4]

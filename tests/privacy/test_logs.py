@@ -35,12 +35,16 @@ def _logged(records) -> str:
     return "\n".join(lines)
 
 
-def test_an_import_a_send_and_a_submission_log_ids_only(app, client, alumni, smtp_server, caplog, monkeypatch):
+def test_an_import_a_send_and_a_submission_log_ids_only(app, client, alumni, smtp_server, caplog, monkeypatch,
+                                                        create_stakeholder):
     caplog.set_level(logging.DEBUG)
     rows = "\n".join(f"{email};{first};{last};2019" for email, first, last in PEOPLE)
     report = import_audience(f"email;prénom;nom;promotion\n{rows}\n".encode(), "alumnus")
     db.session.commit()
-    assert report.created == 3, report.rejected
+    # The importer refuses an address that needs SMTPUTF8; one stored before it did (or by
+    # other means) still reaches the sender, which cannot build its email.
+    assert (report.created, [row["line"] for row in report.rejected]) == (2, [4])
+    create_stakeholder(email=PEOPLE[2][0], first_name=PEOPLE[2][1], last_name=PEOPLE[2][2])
 
     campaign = make_campaign(alumni)
     queued = schedule(campaign, monkeypatch)
