@@ -90,7 +90,9 @@ DELIMITERS = ",;\t|"
 #: What spreadsheets read as the start of a formula (OWASP "CSV injection"); checked on the
 #: value as stored, so the white space before it (any kind, stripped) cannot hide it.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-_PLAIN_NUMBER = re.compile(r"^[+-]?\d+(?:[.,]\d+)?$")
+#: What starts like a formula yet cannot be one (no letter, no reference, no function): a plain
+#: number, a phone number in international form ("+33 6 12 34 56 78"), a dash for "none".
+_PLAIN_NUMBER = re.compile(r"^(?:[+-]?\d+(?:[.,]\d+)?|\+\d[\d .()\-]*\d|-+)$")
 #: Dates people type, day first (French habit), and ISO.
 _DAY_FIRST = re.compile(r"^(\d{1,2})([/.-])(\d{1,2})\2(\d{4})$")
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")

@@ -216,7 +216,8 @@ def test_a_later_row_is_kept_when_the_first_with_its_email_was_rejected():
 # --- safety -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cell", ["=1+1", "+cmd", "-2+3", "@SUM(A1)", "\t=1", " =1"])
+@pytest.mark.parametrize("cell", ["=1+1", "+cmd", "-2+3", "@SUM(A1)", "\t=1", " =1", "+33 6 12+A1", "-1-1",
+                                  "+1)|cmd"])
 def test_formula_cells_are_rejected(cell):
     result = parse("Email;Nom;Note", f'ada@example.org;Lovelace;"{cell}"')
     assert result.rows == []
@@ -228,8 +229,10 @@ def test_formula_in_the_email_column_is_rejected():
     assert rejected(result) == {2: "value in column 'Email' looks like a spreadsheet formula"}
 
 
-@pytest.mark.parametrize("cell", ["-3", "+33", "-1.5", "-0,5"])
-def test_plain_negative_numbers_are_fine(cell):
+@pytest.mark.parametrize("cell", ["-3", "+33", "-1.5", "-0,5", "+33 6 12 34 56 78", "+44 (0)20 7946-0958", "-"])
+def test_plain_numbers_phone_numbers_and_dashes_are_fine(cell):
+    """They start like a formula, but with no letter they can call nothing nor refer to any cell;
+    rejecting the whole row for a phone number would lose the person."""
     result = parse("Email;Score", f"ada@example.org;{cell}")
     assert result.rejected == []
     assert result.rows[0].attributes == {"score": cell}
