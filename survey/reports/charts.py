@@ -26,6 +26,7 @@ from flask_babel import format_decimal, format_percent, get_locale, gettext
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup, escape
 
+from survey.reports.breakdown import NOT_GIVEN
 from survey.reports.figures import ACTIVITIES, KNOWLEDGE_FLOOR
 from survey.web import LABELS
 
@@ -114,6 +115,13 @@ def report_label(code) -> str:
     """Words for a stored code (outcome type, state, activity, attribute); the code itself
     when unknown. Always a plain str, so the template escapes it like any other text."""
     return str(REPORT_LABELS.get(code) or LABELS.get(code) or code)
+
+
+def report_group(value) -> str:
+    """A group's name as the report shows it: the value from the imported file, or words
+    for people who have none (NOT_GIVEN is stored as a code, so a published snapshot
+    reads in each reader's language)."""
+    return _("(not given)") if value == NOT_GIVEN else str(value)
 
 
 def localised(label) -> str:
@@ -386,7 +394,7 @@ def register_report_helpers(app: Flask) -> None:
     app.jinja_env.globals.update(
         outcome_bars=outcome_bars, rate_intervals=rate_intervals, distribution_bar=distribution_bar,
         report_number=report_number, report_percent=report_percent, report_mean=report_mean,
-        report_interval=report_interval, report_label=report_label, localised=localised,
-        activity_rows=activity_rows, report_rates=REPORT_RATES, outcome_states=OUTCOME_STATES,
+        report_interval=report_interval, report_label=report_label, report_group=report_group,
+        localised=localised, activity_rows=activity_rows, report_rates=REPORT_RATES, outcome_states=OUTCOME_STATES,
         knowledge_floor=KNOWLEDGE_FLOOR,
     )

@@ -4,7 +4,8 @@ rendering reads the dict, so a snapshot renders exactly as it was published."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import select
@@ -29,13 +30,16 @@ class Selection:
     breakdowns: tuple[str, ...] = DEFAULT_BREAKDOWNS
 
     def campaign_ids(self) -> list[int]:
-        """The campaigns covered; a draft (never sent) is never part of a report."""
+        """The campaigns covered; a draft (never sent) is never part of a report. A period's
+        days are the organisation's (DEFAULT_TIMEZONE): from the first day's midnight there
+        up to, not including, the midnight after the last day, so its last instant is in."""
         query = select(Campaign.id).where(Campaign.status != "draft").order_by(Campaign.id)
         if self.campaign_id is not None:
             return list(db.session.scalars(query.where(Campaign.id == self.campaign_id)))
-        start = datetime.combine(self.start, time(0), tzinfo=timezone.utc)
-        end = datetime.combine(self.end, time.max, tzinfo=timezone.utc)
-        return list(db.session.scalars(query.where(Campaign.send_at >= start, Campaign.send_at <= end)))
+        zone = ZoneInfo(current_app.config["DEFAULT_TIMEZONE"])
+        start = datetime.combine(self.start, time(0), tzinfo=zone)
+        after = datetime.combine(self.end + timedelta(days=1), time(0), tzinfo=zone)
+        return list(db.session.scalars(query.where(Campaign.send_at >= start, Campaign.send_at < after)))
 
     def as_dict(self) -> dict:
         period = {"from": self.start.isoformat(), "to": self.end.isoformat()} if self.start else None

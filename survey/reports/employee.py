@@ -8,10 +8,11 @@ answer to a person. Means, favourable rates and eNPS are worked out from those
 counts (a few dozen numbers), never from the rows.
 
 What is never shown: any figure of fewer than REPORT_MIN_GROUP answers; a group of
-fewer respondents, nor the next smallest group with it when it is the only one
-hidden (complementary suppression, see breakdown.py); free-text comments to a
-question fewer than REPORT_COMMENT_MIN_GROUP people answered, and comments are
-listed alphabetically and alone, never in submission order nor beside a group.
+fewer respondents (those without a value are a group too), nor the next smallest
+group with it when it is the only one hidden (complementary suppression, see
+breakdown.py); free-text comments to a question fewer than REPORT_COMMENT_MIN_GROUP
+people answered, and comments are listed alphabetically and alone, never in
+submission order nor beside a group.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from sqlalchemy import ColumnElement, case, func, select
 from survey.campaigns.models import Campaign, Response
 from survey.extensions import db
 from survey.questionnaires.models import Questionnaire
-from survey.reports.breakdown import suppress
+from survey.reports.breakdown import NOT_GIVEN, suppress
 from survey.reports.stats import Rate
 
 #: eNPS on a 0–10 scale: 9–10 promote, 7–8 are passive, 0–6 detract
@@ -174,13 +175,20 @@ def _enps_score(counts: list[tuple[int, int]], threshold: int) -> int | None:
 
 
 def _groups(attribute: str, scales: list[Scale], submitted: Filters, threshold: int) -> list[dict]:
-    """Means and eNPS per value of ``attribute``; responses without it belong to no group."""
-    value = Response.segment[attribute].as_string()
+    """Means and eNPS per value of ``attribute``; none when no response has a value.
+
+    Responses without a value (none in the file, or, in an anonymous campaign, a value
+    too few people shared: respond.services.segment_of) are a group of their own,
+    NOT_GIVEN, hidden like any other: left out of every group but kept in the totals, they
+    would be the totals minus the groups, one person's answers when they are one."""
+    value = func.coalesce(Response.segment[attribute].as_string(), NOT_GIVEN)
     rows = db.session.execute(
         select(value, func.count(), *_point_columns(scales))
-        .where(*submitted, value.is_not(None))
+        .where(*submitted)
         .group_by(value)
     ).all()
+    if all(row[0] == NOT_GIVEN for row in rows):
+        return []  # no one has a value: the only group would be the totals again
     # One row per group (a few dozen at most); sorted here so both databases agree on the order.
     groups = sorted((SegmentGroup(str(row[0]), int(row[1]), _split(scales, row[2:])) for row in rows),
                     key=attrgetter("value"))

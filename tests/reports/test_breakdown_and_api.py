@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
@@ -113,7 +114,9 @@ def test_bad_queries_are_clear_errors(client, api, programmes, query, status):
 
 
 def test_a_period_covers_its_campaigns_and_a_key_is_required(client, api, programmes):
-    day = programmes.send_at.date().isoformat()
+    # The day it was sent where the organisation is (DEFAULT_TIMEZONE), not in UTC.
+    zone = ZoneInfo(client.application.config["DEFAULT_TIMEZONE"])
+    day = programmes.send_at.astimezone(zone).date().isoformat()
     body = client.get(f"/api/v1/reports/impact?from={day}&to={day}", headers=api).get_json()
     assert body["campaigns"] == [programmes.id]
     assert client.get(f"/api/v1/reports/impact?campaign={programmes.id}").status_code == 401

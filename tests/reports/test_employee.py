@@ -221,3 +221,47 @@ def test_an_alumni_campaign_has_no_employee_section(cohort):
     # The alumni questionnaire has a scale (credit to the course) and free texts (the
     # employer's name): neither is an employee-survey figure, nor a comment to show.
     assert employee_figures([cohort.id], with_comments=True) is None
+
+
+def test_a_lone_person_without_a_shown_group_cannot_be_worked_out(builtin_questionnaires, create_stakeholder,
+                                                                    monkeypatch):
+    """Anonymous: 6 in Sales, 6 in Ops and one in Legal, a department too small to keep with
+    the answer. That one answer is in the totals and in no department: were only Sales and
+    Ops shown, the totals minus theirs would be exactly that person's answers."""
+    sales = [(4, 4, 4, 9), (4, 4, 5, 9), (5, 4, 4, 10), (4, 5, 4, 9), (3, 4, 4, 8), (4, 4, 4, 9)]
+    ops = [(3, 3, 3, 8), (3, 3, 4, 7), (4, 3, 3, 8), (3, 4, 3, 7), (3, 3, 3, 8), (2, 3, 3, 8)]
+    lone = (1, 1, 1, 0)
+    people = ([(create_stakeholder(kind="employee", department="Sales"), a) for a in sales]
+              + [(create_stakeholder(kind="employee", department="Ops"), a) for a in ops]
+              + [(create_stakeholder(kind="employee", department="Legal"), lone)])
+    campaign = started_campaign(builtin_questionnaires["employee-pulse"], monkeypatch, privacy="anonymous")
+    invited = {i.stakeholder_id: i for i in invitations(campaign.id)}
+    for person, answers in people:
+        services.submit_response(invited[person.id], _answers(*answers), "en")
+        db.session.commit()
+
+    figures = employee_figures([campaign.id])
+    assert figures["respondents"] == 13
+    # The answer without a department is a group of its own, too small to show; Ops goes with it.
+    assert figures["by"]["department"] == [
+        {"value": "(not given)", "suppressed": "small"},
+        {"value": "Ops", "suppressed": "complementary"},
+        {"value": "Sales", "n": 6, "means": {"pay_fairness": 4.0, "equality": 4.1667, "wellbeing": 4.1667},
+         "enps": {"enps": 83}},
+    ]
+    # The attempt: the totals minus every group shown, on each scale.
+    shown = [g for g in figures["by"]["department"] if "n" in g]
+    rest = figures["respondents"] - sum(g["n"] for g in shown)
+    leftover = {scale["question"]: round((scale["mean"] * scale["n"] - sum(g["means"][scale["question"]] * g["n"]
+                                                                          for g in shown)) / rest, 2)
+                for scale in figures["scales"]}
+    # What is left is Ops and the lone answer together (7 people), never that answer alone.
+    assert rest == 7
+    assert leftover == {"pay_fairness": 2.71, "equality": 2.86, "wellbeing": 2.86}
+    assert leftover != dict(zip(leftover, lone))
+
+
+def test_a_breakdown_nobody_has_a_value_for_is_not_shown(pulse):
+    campaign, _late = pulse
+    # Everyone answered without a programme: a lone "(not given)" group would be the totals again.
+    assert "programme" not in employee_figures([campaign.id])["by"]
