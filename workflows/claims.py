@@ -54,7 +54,12 @@ def record_transition(subject, state_from: str, to: str, *, actor, reason: str =
 
 
 def transition(claim, to: str, *, actor, reason: str = "", decided_by=None, data: dict | None = None) -> None:
-    """Move ``claim`` to ``to`` or raise ClaimTransitionRefused; records the audit event."""
+    """Move ``claim`` to ``to`` or raise ClaimTransitionRefused; records the audit event.
+
+    The caller has locked the claim (``survey.claims.services.lock_claims``, which reads
+    it again): ``claim.state`` is then the state as committed, and no other transaction
+    moves the claim before this one commits. Without the lock, two requests at once
+    would each check the state they had read, and both move the claim."""
     check(claim.state, to, reason)
     before = claim.state
     claim.state = to

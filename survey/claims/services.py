@@ -4,6 +4,9 @@ Every verb here takes models and plain values, changes what it must through
 ``workflows.claims.transition`` (the only writer of a claim's state, but for a new
 claim: see ``create_claims``) and records an audit event for everything else it
 does (assignments, votes, conflicts, evidence). Functions flush; the caller commits.
+
+Every verb that changes a claim or its reviews first takes the claim's lock
+(``lock_claims``) and only then checks what it may do, on the claim as it stands.
 """
 from __future__ import annotations
 
@@ -14,7 +17,8 @@ from collections.abc import Iterable
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.orm import selectinload
 
 from survey.accounts.models import User
 from survey.audiences.models import Stakeholder
@@ -94,11 +98,11 @@ def create_claims(response: Response, stakeholder_id: int) -> list[int]:
         record("claim_created", subject, actor="respondent", to_state="submitted",
                data={"outcome_type": outcome, "response": str(response.id)})
         if stored_file or link:
-            claim = db.session.get(Claim, claim_id)
+            claim = db.session.get(Claim, claim_id)  # nobody else sees it yet: no lock
             if stored_file:
-                add_file_evidence(claim, stored_file, actor="respondent")
+                _add_file_evidence(claim, stored_file, actor="respondent")
             if link:
-                add_link_evidence(claim, str(link), actor="respondent")
+                _add_link_evidence(claim, str(link), actor="respondent")
         record_transition(subject, "submitted", "in_review", actor="system")
         reviewers = [member.id for member in _least_loaded(members, claimant)[:wanted]]
         if reviewers:
@@ -115,6 +119,57 @@ def create_claims(response: Response, stakeholder_id: int) -> list[int]:
 # request never reads back (see create_claims). The columns' defaults still apply.
 _NEW_CLAIM = Claim.__table__.insert().returning(Claim.__table__.c.id)
 _NEW_REVIEWS = Review.__table__.insert()
+
+
+# ---------------------------------------------------------------------- locks
+
+#: where a session keeps which claims its current transaction has locked
+_LOCKED = "attest_claims_locked"
+
+
+def lock_claims(*claims: Claim) -> None:
+    """Hold these claims' rows until the transaction ends, and read them and their
+    reviews again as they now stand.
+
+    Two requests on one claim at once (the last two votes, a vote and the chair's
+    decision) would otherwise each decide from what they read before the other
+    committed: a claim left in review with all its approvals, or decided twice. With
+    the lock, the second waits for the first to commit, then sees its vote or decision
+    and is refused by name, as it would be a minute later. Every verb that changes a
+    claim or its reviews takes it first (its checks come after); rows are locked in id
+    order, so that two verbs locking several claims at once cannot deadlock.
+
+    PostgreSQL: SELECT … FOR UPDATE. SQLite has no row locks: its one write lock is
+    taken at once (a write that changes nothing), which a SELECT would not take, so a
+    second writer waits there too rather than deciding from what it read before.
+    A claim already locked in this transaction (or savepoint) is not read again."""
+    db.session.flush()  # what this transaction changed is written before it is read back
+    held, ids = db.session.info.get(_LOCKED, (None, set()))
+    if held is None or held is not _innermost_transaction():
+        ids = set()
+    wanted = sorted({claim.id for claim in claims} - ids)
+    if not wanted:
+        return
+    if db.session.get_bind().dialect.name == "sqlite":
+        db.session.execute(update(Claim.__table__).where(Claim.__table__.c.id.in_(wanted))
+                           .values(state=Claim.__table__.c.state))
+    db.session.scalars(
+        select(Claim).where(Claim.id.in_(wanted)).order_by(Claim.id).with_for_update(of=Claim)
+        .options(selectinload(Claim.reviews)).execution_options(populate_existing=True)
+    ).all()
+    db.session.info[_LOCKED] = (_innermost_transaction(), ids | set(wanted))
+
+
+def _innermost_transaction():
+    """The savepoint or transaction in progress: the locks taken in it last as long as it."""
+    session = db.session()  # the scoped session's own: its proxy does not offer these
+    return session.get_nested_transaction() or session.get_transaction()
+
+
+def lock_claim(claim: Claim) -> Claim:
+    """``lock_claims`` for one claim; returns it."""
+    lock_claims(claim)
+    return claim
 
 
 # ---------------------------------------------------------------------- assignment
@@ -220,6 +275,7 @@ def _loaded(user_id: int) -> None:
 
 def assign_reviewers(claim: Claim, count: int | None = None, *, actor="system") -> list[Review]:
     """Give the claim reviewers until it has ``count`` active ones (REVIEWERS_PER_CLAIM)."""
+    lock_claim(claim)
     wanted = count or current_app.config["REVIEWERS_PER_CLAIM"]
     active = sum(1 for review in claim.reviews if review.active)
     added = []
@@ -249,13 +305,42 @@ def _require_chair(user: User) -> None:
         raise PermissionDenied(_l("Only the committee chair may do this."))
 
 
-def reassign(claim: Claim, review: Review, *, chair: User, to: User | None = None) -> Review:
-    """The chair takes a claim from one reviewer and gives it to ``to`` (or the next eligible)."""
+def chair_excluded(chair: User, claim: Claim):
+    """Why ``chair`` may not decide, revoke or reassign ``claim`` (a message), or None:
+    what keeps a member from reviewing a claim keeps the chair from settling it (their
+    own claim, a declared conflict with the claimant, an exclusion rule)."""
+    claimant = claim.claimant
+    if chair.email.lower() == claimant.email.lower():
+        return _l("This claim is your own: you may not decide, revoke or reassign it.")
+    conflict = db.session.scalar(select(Conflict.id).where(Conflict.user_id == chair.id,
+                                                           Conflict.stakeholder_id == claim.stakeholder_id))
+    if conflict is not None or excluded(chair, claimant) is not None:
+        return _l("You may not decide, revoke or reassign this claim: you declared a conflict of interest "
+                  "with this person, or an exclusion rule keeps you from their claims.")
+    return None
+
+
+def _require_chair_of(chair: User, claim: Claim) -> None:
+    """The chair, not kept from this claim (``chair_excluded``); the claim is locked."""
     _require_chair(chair)
+    lock_claim(claim)
+    why = chair_excluded(chair, claim)
+    if why is not None:
+        raise PermissionDenied(why)
+
+
+def reassign(claim: Claim, review: Review, *, chair: User, to: User | None = None) -> Review:
+    """The chair takes a claim from one reviewer who has not voted on it and gives it to
+    ``to`` (or the next eligible). A vote cast stays counted: the chair settles a claim
+    by deciding it, never by taking a vote away."""
+    _require_chair_of(chair, claim)
     if review.claim_id != claim.id or not review.active:
         raise InvalidState(_l("That reviewer is not reviewing this claim."))
     if claim.state not in OPEN:
         raise InvalidState(_l("Only a claim under review can be reassigned."))
+    if review.verdict is not None:
+        raise InvalidState(_l("That reviewer has already voted on this claim: a review with a vote cannot be "
+                              "reassigned."))
     if to is not None:
         if to.role != REVIEWER_ROLE or not to.active:
             raise ValidationFailed(_l("Claims go to committee members only."))
@@ -281,7 +366,7 @@ def reassign(claim: Claim, review: Review, *, chair: User, to: User | None = Non
 
 def record_vote(review: Review, verdict: str, comment: str, *, reviewer: User) -> None:
     """A reviewer's verdict on the claim's current evidence; then the policy decides."""
-    claim = review.claim
+    claim = lock_claim(review.claim)
     if review.reviewer_id != reviewer.id or not review.active:
         raise NotFound(_l("This claim is not in your queue."))
     if claim.state != "in_review":
@@ -303,6 +388,7 @@ def record_vote(review: Review, verdict: str, comment: str, *, reviewer: User) -
 
 def apply_policy(claim: Claim) -> str | None:
     """Decide the claim if its active reviews' verdicts settle it under the policy."""
+    lock_claim(claim)
     verdicts = [review.verdict for review in claim.reviews if review.active and review.round == _round(claim)]
     outcome = Policy.configured().outcome(verdicts)
     if outcome in ("proven", "rejected"):
@@ -323,17 +409,19 @@ def declare_conflict(review: Review, reason: str, *, reviewer: User) -> None:
     The conflict is with the person, so the reviewer also steps aside from their other
     open claims (another outcome of the same answer, an answer to another campaign)."""
     claim = review.claim
+    others = select(Review).join(Claim, Claim.id == Review.claim_id).where(
+        Review.reviewer_id == reviewer.id, Review.active.is_(True), Review.id != review.id,
+        Claim.stakeholder_id == claim.stakeholder_id, Claim.state.in_(tuple(OPEN))).order_by(Review.id)
+    # All of them locked at once, in id order; then read again under the locks (a claim
+    # of that person may have come or been decided meanwhile).
+    lock_claims(claim, *(other.claim for other in db.session.scalars(others)))
+    others = db.session.scalars(others).all()
+    lock_claims(*(other.claim for other in others))  # only one that came meanwhile is not yet
     if review.reviewer_id != reviewer.id or not review.active:
         raise NotFound(_l("This claim is not in your queue."))
     if db.session.scalar(select(Conflict.id).where(Conflict.user_id == reviewer.id,
                                                    Conflict.stakeholder_id == claim.stakeholder_id)) is None:
         db.session.add(Conflict(user_id=reviewer.id, stakeholder_id=claim.stakeholder_id, reason=reason.strip()))
-    others = db.session.scalars(
-        select(Review).join(Claim, Claim.id == Review.claim_id)
-        .where(Review.reviewer_id == reviewer.id, Review.active.is_(True), Review.id != review.id,
-               Claim.stakeholder_id == claim.stakeholder_id, Claim.state.in_(tuple(OPEN)))
-        .order_by(Review.id)
-    ).all()
     now = utcnow()
     forget_reviewer_load()
     for stepped in (review, *others):
@@ -353,7 +441,7 @@ def declare_conflict(review: Review, reason: str, *, reviewer: User) -> None:
 
 def chair_decide(claim: Claim, to: str, reason: str, *, chair: User) -> None:
     """The chair settles a claim: proven, rejected or inconclusive, with a reason."""
-    _require_chair(chair)
+    _require_chair_of(chair, claim)
     if to not in ("proven", "rejected", "inconclusive"):
         raise ValidationFailed(_l("Decide proven, rejected or inconclusive."), field="decision")
     if not reason.strip():
@@ -363,26 +451,29 @@ def chair_decide(claim: Claim, to: str, reason: str, *, chair: User) -> None:
 
 
 def revoke(claim: Claim, reason: str, *, chair: User) -> None:
-    _require_chair(chair)
+    """The chair revokes a proven claim, with a reason."""
+    _require_chair_of(chair, claim)
     transition(claim, "revoked", actor=chair, reason=reason.strip(), decided_by=chair)
 
 
 def bulk_decide(claims: Iterable[Claim], to: str, reason: str, *, chair: User) -> tuple[int, list[str]]:
-    """Decide many claims at once; each is decided or refused on its own."""
+    """Decide many claims at once; each is decided or refused on its own (in id order,
+    the order of their locks)."""
     _require_chair(chair)
     done, refused = 0, []
-    for claim in claims:
+    for claim in sorted(claims, key=lambda claim: claim.id):
         try:
             with db.session.begin_nested():
                 chair_decide(claim, to, reason, chair=chair)
             done += 1
-        except (InvalidState, ValidationFailed) as exc:
+        except (InvalidState, ValidationFailed, PermissionDenied) as exc:
             refused.append(f"#{claim.id}: {exc.message}")
     return done, refused
 
 
 def withdraw(claim: Claim) -> None:
     """The respondent withdraws their claim."""
+    lock_claim(claim)
     transition(claim, "withdrawn", actor="respondent", reason="withdrawn by the respondent")
     forget_reviewer_load()
 
@@ -393,6 +484,7 @@ def request_evidence(claim: Claim) -> None:
     """In review → needs evidence; the respondent is emailed a link to add it."""
     from survey.mail.models import OutboxMessage
 
+    lock_claim(claim)
     reasons = [review.comment for review in claim.reviews
                if review.active and review.verdict == "need_evidence" and review.comment]
     transition(claim, "needs_evidence", actor="policy", reason=" / ".join(reasons))
@@ -444,6 +536,10 @@ def _evidence_added(claim: Claim, evidence: Evidence, actor) -> Evidence:
 
 def add_file_evidence(claim: Claim, stored: dict, *, actor) -> Evidence:
     """A file already checked and stored by ``respond.uploads.store_upload``."""
+    return _add_file_evidence(lock_claim(claim), stored, actor=actor)
+
+
+def _add_file_evidence(claim: Claim, stored: dict, *, actor) -> Evidence:
     _taking_evidence(claim)
     return _evidence_added(claim, Evidence(
         claim=claim, kind="file", source="document from the respondent", stored_as=stored["stored_as"],
@@ -452,6 +548,10 @@ def add_file_evidence(claim: Claim, stored: dict, *, actor) -> Evidence:
 
 
 def add_link_evidence(claim: Claim, url: str, *, actor) -> Evidence:
+    return _add_link_evidence(lock_claim(claim), url, actor=actor)
+
+
+def _add_link_evidence(claim: Claim, url: str, *, actor) -> Evidence:
     _taking_evidence(claim)
     url = url.strip()
     if not url.lower().startswith(("https://", "http://")) or len(url) > 2000:
@@ -461,6 +561,7 @@ def add_link_evidence(claim: Claim, url: str, *, actor) -> Evidence:
 
 
 def add_contact_evidence(claim: Claim, contact: str, *, actor) -> Evidence:
+    lock_claim(claim)
     _taking_evidence(claim)
     contact = contact.strip()
     if not contact or len(contact) > 1000:
@@ -472,6 +573,7 @@ def add_contact_evidence(claim: Claim, contact: str, *, actor) -> Evidence:
 def resume_review(claim: Claim) -> None:
     """New evidence: back to review, a new round in which the same reviewers vote again
     (their earlier verdicts stay in the audit trail)."""
+    lock_claim(claim)
     transition(claim, "in_review", actor="respondent", reason="new evidence")
     forget_reviewer_load()
     new_round = _round(claim) + 1

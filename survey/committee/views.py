@@ -138,26 +138,33 @@ def _label(code: str) -> str:
 
 # ---------------------------------------------------------------------- the claim page
 
-def _forms(claim: Claim, own: Review | None) -> dict:
-    """The forms this user may use on this claim now (None: not shown)."""
+def _forms(claim: Claim, own: Review | None, chair_excluded) -> dict:
+    """The forms this user may use on this claim now (None: not shown). A chair kept
+    from this claim (``chair_excluded``: why) is offered none of the chair's."""
     forms = dict.fromkeys(("vote", "conflict", "decide", "revoke", "reassign"))
     if own is not None:
         if claim.state == "in_review" and own.verdict is None and can(current_user, "vote", claim):
             forms["vote"] = VoteForm(prefix="vote", formdata=None)
         if claim.state in OPEN and can(current_user, "declare_conflict", claim):
             forms["conflict"] = ConflictForm(prefix="conflict", formdata=None)
+    if chair_excluded is not None:
+        return forms
     if claim.state == "in_review" and can(current_user, "decide", claim):
         forms["decide"] = DecideForm(prefix="decide", formdata=None)
     if claim.state == "proven" and can(current_user, "revoke", claim):
         forms["revoke"] = RevokeForm(prefix="revoke", formdata=None)
     if claim.state in OPEN and can(current_user, "reassign", claim):
-        forms["reassign"] = _reassign_form(claim, formdata=None)
+        forms["reassign"] = _reassign_form(claim, shown=True)
     return forms
 
 
-def _reassign_form(claim: Claim, **kwargs) -> ReassignForm:
-    reviews = [review for review in claim.reviews if review.active]
-    return ReassignForm(prefix="reassign", reviews=reviews, candidates=services.eligible_reviewers(claim), **kwargs)
+def _reassign_form(claim: Claim, *, shown: bool = False) -> ReassignForm:
+    """The form as ``shown`` offers to replace the reviewers who have not voted (a vote
+    cast is never taken away); as posted, it takes any active one, so that the service
+    refuses one who voted meanwhile by name."""
+    reviews = [review for review in claim.reviews if review.active and not (shown and review.verdict)]
+    return ReassignForm(prefix="reassign", reviews=reviews, candidates=services.eligible_reviewers(claim),
+                        **({"formdata": None} if shown else {}))
 
 
 def _render_claim(claim: Claim, posted: tuple[str, object] | None = None, status: int = 200):
@@ -169,7 +176,8 @@ def _render_claim(claim: Claim, posted: tuple[str, object] | None = None, status
         .execution_options(populate_existing=True))
     own = next((review for review in claim.reviews
                 if review.reviewer_id == current_user.id and review.active), None)
-    forms = _forms(claim, own)
+    chair_excluded = services.chair_excluded(current_user, claim) if can(current_user, "decide", claim) else None
+    forms = _forms(claim, own, chair_excluded)
     if posted is not None:
         forms[posted[0]] = posted[1]
     locale = str(get_locale())
@@ -182,6 +190,7 @@ def _render_claim(claim: Claim, posted: tuple[str, object] | None = None, status
         programme=(claim.claimant.attributes or {}).get(PROGRAMME),
         reviews=visible_reviews(current_user, claim), history=claim_history(claim, current_user),
         awaiting_chair=services.awaiting_chair(claim), decided_by=decided_by, inline_types=INLINE_TYPES,
+        chair_excluded=chair_excluded,
         sources=SOURCES, file_size=file_size,
         attribution_max=next((q.get("max") for q in definition.get("questions", []) if q["id"] == "attribution"),
                              None),

@@ -21,7 +21,7 @@ from importlib import metadata
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import func, insert, select
+from sqlalchemy import and_, func, insert, or_, select
 
 from config import BASE_DIR
 from survey.accounts.models import User
@@ -120,13 +120,21 @@ def pseudonym(slug: str, stakeholder_id: int) -> str:
     return hmac.new(key, f"snapshot:{slug}:person:{stakeholder_id}".encode(), hashlib.sha256).hexdigest()[:12]
 
 
+#: the reviews whose votes count, as the policy counts them (survey.claims.services.apply_policy):
+#: the active ones, and those whose reviewer declared a conflict after the claim was decided
+#: (they were active then). Never the votes of a review taken away before the decision: they
+#: did not decide it, and shown, they would contradict it.
+_COUNTED = or_(Review.active.is_(True),
+               and_(Claim.decided_at.is_not(None), Review.conflict_declared_at > Claim.decided_at))
+
+
 def _freeze_trace(snapshot: ReportSnapshot, campaign_ids: list[int]) -> None:
-    """One row per claim of the campaigns, with its votes and evidence, as they stand."""
+    """One row per claim of the campaigns, with the votes that count and its evidence, as they stand."""
     in_campaigns = Claim.campaign_id.in_(campaign_ids)
     votes: dict[int, dict[str, int]] = {}
     for claim_id, verdict, count in db.session.execute(
         select(Review.claim_id, Review.verdict, func.count()).join(Claim, Claim.id == Review.claim_id)
-        .where(in_campaigns, Review.verdict.is_not(None)).group_by(Review.claim_id, Review.verdict)
+        .where(in_campaigns, Review.verdict.is_not(None), _COUNTED).group_by(Review.claim_id, Review.verdict)
     ):
         votes.setdefault(claim_id, {})[verdict] = count
     evidence: dict[int, dict[str, int]] = {}

@@ -19,10 +19,13 @@ from survey.audit.models import AuditEvent
 from survey.campaigns.models import Invitation, Response
 from survey.claims import services
 from survey.claims.models import Claim, Conflict, Review
-from survey.core.errors import InvalidState, NotFound, ValidationFailed
+from survey.core.errors import InvalidState, NotFound, PermissionDenied, ValidationFailed
 from survey.core.tokens import hash_token
 from survey.extensions import db
 from survey.mail.models import OutboxMessage
+from survey.reports.document import Selection
+from survey.reports.models import SnapshotClaim
+from survey.reports.publishing import publish
 from survey.respond import services as respond
 from survey.respond.uploads import store_upload
 from tests.campaigns.helpers import started_campaign
@@ -651,6 +654,104 @@ def test_a_review_is_not_taken_away_twice(reviewed):
     db.session.commit()
     with pytest.raises(InvalidState, match="not reviewing"):
         services.reassign(claim, review_of(claim, reviewed.a), chair=reviewed.chair)
+
+
+@pytest.mark.parametrize("to", ["spare", None])
+def test_a_reviewer_who_voted_is_not_reassigned(reviewed, to):
+    """Taking a rejection away and giving the claim to two approvers would prove it "by
+    the policy" with a rejection on file: a vote cast stays; the chair decides instead."""
+    claim, chair, a = reviewed.claim, reviewed.chair, reviewed.a
+    vote(claim, a, "reject", "the payslip is not hers")
+    before = audit_count()
+    with pytest.raises(InvalidState, match="already voted on this claim"):
+        services.reassign(claim, review_of(claim, a), chair=chair, to=reviewed.spare if to else None)
+    db.session.rollback()
+    assert reviewers(claim) == [a.id, reviewed.b.id] and review_of(claim, a).verdict == "reject"
+    assert audit_count() == before
+    # the one who has not voted yet may still be replaced
+    services.reassign(claim, review_of(claim, reviewed.b), chair=chair, to=reviewed.spare)
+    db.session.commit()
+    assert reviewers(claim) == [a.id, reviewed.spare.id]
+
+
+def _trace_votes(claim: Claim, chair: User) -> dict:
+    """The votes the published trace shows for ``claim``."""
+    snapshot = publish(chair, Selection(campaign_id=claim.campaign_id), "Impact report")
+    db.session.commit()
+    return db.session.scalar(select(SnapshotClaim.votes).where(SnapshotClaim.snapshot_id == snapshot.id,
+                                                               SnapshotClaim.claim_id == claim.id))
+
+
+def test_the_published_trace_shows_the_votes_that_decided_the_claim(reviewed):
+    """A reviewer who rejected, then stepped aside (a conflict), did not decide the claim:
+    the trace shows the two approvals that proved it, not a rejection that would say the
+    policy proved a claim somebody rejected."""
+    claim, a = reviewed.claim, reviewed.a
+    vote(claim, a, "reject", "the dates do not match")
+    services.declare_conflict(review_of(claim, a), "she is my cousin", reviewer=a)
+    db.session.commit()
+    assert reviewers(claim) == [reviewed.b.id, reviewed.spare.id]
+    vote(claim, reviewed.b, "approve")
+    vote(claim, reviewed.spare, "approve")
+    assert claim.state == "proven" and claim.decided_by_id is None
+    assert _trace_votes(claim, reviewed.chair) == {"approve": 2}
+
+
+def test_a_conflict_declared_after_the_decision_leaves_its_vote_in_the_trace(reviewed):
+    claim, a = reviewed.claim, reviewed.a
+    vote(claim, a, "approve")
+    vote(claim, reviewed.b, "approve")
+    services.declare_conflict(review_of(claim, a), "I found out later", reviewer=a)
+    db.session.commit()
+    assert claim.state == "proven" and not review_of(claim, a).active
+    assert _trace_votes(claim, reviewed.chair) == {"approve": 2}  # the votes that proved it
+
+
+# ---------------------------------------------------------------------- the chair kept from a claim
+
+@pytest.mark.parametrize("kept_by, refusal", [
+    ("own claim", "This claim is your own"),
+    ("declared conflict", "you declared a conflict of interest with this person"),
+    ("exclusion rule", "an exclusion rule keeps you from their claims"),
+])
+def test_the_chair_may_not_settle_a_claim_a_member_could_not_review(member, create_stakeholder, submit, app,
+                                                                    monkeypatch, kept_by, refusal):
+    monkeypatch.setitem(app.config, "REVIEWER_EXCLUSIONS", "mentor=email")
+    a, b = member(), member()
+    chair = member("chair", email="Grace.Hopper@staff.example")
+    if kept_by == "own claim":
+        person = create_stakeholder(email="grace.hopper@STAFF.example")
+    elif kept_by == "declared conflict":  # declared when the chair was a member
+        person = create_stakeholder()
+        db.session.add(Conflict(user_id=chair.id, stakeholder_id=person.id, reason="my cousin"))
+        db.session.commit()
+    else:
+        person = create_stakeholder(mentor=chair.email)
+    split, proven, untouched = (submit(person)[0] for _ in range(3))
+    vote(split, a, "approve")
+    vote(split, b, "abstain")
+    vote(proven, a, "approve")
+    vote(proven, b, "approve")
+    assert services.awaiting_chair(split) and services.chair_excluded(chair, split) is not None
+
+    before = audit_count()
+    for refused in (lambda: services.chair_decide(split, "proven", "looks right to me", chair=chair),
+                    lambda: services.revoke(proven, "second thoughts", chair=chair),
+                    lambda: services.reassign(untouched, review_of(untouched, a), chair=chair)):
+        with pytest.raises(PermissionDenied, match=refusal):
+            refused()
+        db.session.rollback()
+    done, refusals = services.bulk_decide([split], "proven", "looks right to me", chair=chair)
+    db.session.rollback()
+    assert done == 0 and [line.split(":")[0] for line in refusals] == [f"#{split.id}"] and refusal in refusals[0]
+    assert [claim.state for claim in (split, proven, untouched)] == ["in_review", "proven", "in_review"]
+    assert reviewers(untouched) == [a.id, b.id] and audit_count() == before
+
+    # another chair, kept from nothing, settles it
+    other = member("chair")
+    services.chair_decide(split, "proven", "the contract is genuine", chair=other)
+    db.session.commit()
+    assert (split.state, split.decided_by_id) == ("proven", other.id)
 
 
 # ---------------------------------------------------------------------- the chair's other powers

@@ -282,7 +282,7 @@ class ClaimLifeCycle(RuleBasedStateMachine):
         claim = review.claim
         target = None if to is None else pick(db.session.scalars(select(User).order_by(User.id)).all(), to)
         eligible = {user.id for user in services.eligible_reviewers(claim)} if claim.state in OPEN else set()
-        if claim.state not in OPEN:
+        if claim.state not in OPEN or review.verdict is not None:  # a vote cast is never taken away
             self._refused(InvalidState, services.reassign, claim, review, chair=self.chair, to=target)
         elif target is not None and target.id not in eligible:
             self._refused(ValidationFailed, services.reassign, claim, review, chair=self.chair, to=target)

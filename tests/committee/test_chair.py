@@ -154,7 +154,50 @@ def test_the_chair_revokes_a_proven_claim_and_nothing_else(three, make_claims, c
     assert (proven.state, proven.revoked_reason) == ("revoked", "the contract was forged")
 
 
+def test_the_chair_is_not_offered_nor_allowed_to_decide_their_own_claim(three, make_claims, chair):
+    own, other = make_claims(ANSWERS, ANSWERS)
+    own.claimant.email = chair.user.email.upper()  # the chair answered the survey too
+    db.session.commit()
+    _set_votes(own, "approve", None)
+    _set_votes(other, "approve", None)
+
+    html = _html(chair.get(url(own)))
+    assert "This claim is your own: you may not decide, revoke or reassign it." in html
+    for action in ("decide", "reassign"):
+        assert f'action="{url(own, action)}"' not in html
+        assert f'action="{url(other, action)}"' in _html(chair.get(url(other)))
+
+    refused = post(chair, url(own, "decide"), "decide", decision="proven", reason="I know it is true")
+    assert refused.status_code == 400 and "This claim is your own" in _html(refused)
+    assert reload(own).state == "in_review"
+    taken = reload(own).reviews[0]
+    refused = post(chair, url(own, "reassign"), "reassign", review_id=taken.id, to="")
+    assert refused.status_code == 400 and "This claim is your own" in _html(refused)
+    assert all(r.active for r in reload(own).reviews)
+
+    response = post(chair, LIST + "/bulk", claim_ids=[own.id, other.id], decision="proven", reason="contracts seen")
+    assert response.status_code == 302
+    flashed = _html(chair.get(response.headers["Location"]))
+    assert "1 claim decided: proven." in flashed and f"#{own.id}: This claim is your own" in flashed
+    assert (reload(own).state, reload(other).state) == ("in_review", "proven")
+
+
 # ---------------------------------------------------------------------- reassign
+
+def test_a_reviewer_who_voted_is_neither_offered_nor_reassigned(three, make_claims, chair):
+    [claim] = make_claims()
+    voted, waiting = sorted((r for r in claim.reviews if r.active), key=lambda r: r.id)
+    _set_votes(claim, "reject", None)
+    html = _html(chair.get(url(claim)))
+    offered = re.search(r'<select[^>]*name="reassign-review_id".*?</select>', html, re.S).group(0)
+    assert f'value="{waiting.id}"' in offered and f'value="{voted.id}"' not in offered
+
+    response = post(chair, url(claim, "reassign"), "reassign", review_id=voted.id, to=three[2].id)
+    assert response.status_code == 400
+    assert "That reviewer has already voted on this claim: a review with a vote cannot be reassigned." in _html(
+        response)
+    assert {r.reviewer_id for r in reload(claim).reviews if r.active} == {voted.reviewer_id, waiting.reviewer_id}
+
 
 def test_the_chair_reassigns_a_reviewer_to_a_chosen_member(three, make_claims, chair, browser):
     [claim] = make_claims()
