@@ -21,7 +21,7 @@ from survey.claims import services
 from survey.claims.models import Claim, Review
 from survey.core.errors import InvalidState, ServiceError
 from survey.extensions import db
-from tests.claims.test_services import member, reviewed, review_of, submit, vote  # noqa: F401  (fixtures)
+from tests.claims.test_services import member, review_of, reviewed, submit, vote  # noqa: F401  (fixtures)
 from tests.conftest import at_once
 
 #: how long the first transaction stays open for the second to run into it
