@@ -11,6 +11,7 @@ Every verb that changes a claim or its reviews first takes the claim's lock
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import time
 from collections.abc import Iterable
@@ -82,7 +83,9 @@ def create_claims(response: Response, stakeholder_id: int) -> list[int]:
     details = {key: answers[key] for key in DETAIL_QUESTIONS if answers.get(key) not in (None, "", [])}
     attribution = answers.get("attribution")
     stored_file = answers["evidence_file"] if isinstance(answers.get("evidence_file"), dict) else None
-    link = answers.get("evidence_link")
+    link, unusable = _evidence_link(answers.get("evidence_link"))
+    if unusable:  # not a web address: the committee still reads it, with the other details
+        details["evidence_link"] = unusable
     claimant = db.session.get(Stakeholder, stakeholder_id)  # the page read them: no query
     members = db.session.execute(_COMMITTEE_ROWS, {"stakeholder_id": stakeholder_id}).all()
     wanted = current_app.config["REVIEWERS_PER_CLAIM"]
@@ -117,6 +120,25 @@ def create_claims(response: Response, stakeholder_id: int) -> list[int]:
 
 # Core statements on the tables, built once: a new claim and its reviews are rows the
 # request never reads back (see create_claims). The columns' defaults still apply.
+#: what people type for a web address without its scheme: a domain, then perhaps a path
+_BARE_ADDRESS = re.compile(r"^(?:www\.)?[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}(?:[/?#]\S*)?$", re.IGNORECASE)
+
+
+def _evidence_link(text) -> tuple[str | None, str | None]:
+    """(link, text that is no link) from the survey's free-text "link to evidence" answer.
+    People type "linkedin.com/in/ada" as often as "https://…": that is given its https://.
+    Anything else is kept as words, never a reason to refuse the whole answer (the survey
+    question is free text, and refusing at this point lost every answer of the page)."""
+    text = str(text or "").strip()
+    if not text:
+        return None, None
+    if _BARE_ADDRESS.match(text):
+        text = "https://" + text
+    if text.lower().startswith(("https://", "http://")) and len(text) <= 2000 and not any(c.isspace() for c in text):
+        return text, None
+    return None, text[:2000]
+
+
 _NEW_CLAIM = Claim.__table__.insert().returning(Claim.__table__.c.id)
 _NEW_REVIEWS = Review.__table__.insert()
 

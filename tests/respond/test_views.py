@@ -436,3 +436,26 @@ def test_what_a_scale_s_ends_mean_is_read_with_the_question(client, invited):
     fieldset = re.search(r'<fieldset id="attribution"[^>]*aria-describedby="([^"]+)"', body)
     assert fieldset and "attribution-ends" in fieldset.group(1).split()
     assert re.search(r'<p class="hint scale-ends" id="attribution-ends">1 = ', body)
+
+
+@pytest.mark.parametrize("typed, link, kept_as_words", [
+    ("linkedin.com/in/ada-lovelace", "https://linkedin.com/in/ada-lovelace", None),
+    ("www.example.org/contrat.pdf", "https://www.example.org/contrat.pdf", None),
+    ("Ask my manager, Ms Byron", None, "Ask my manager, Ms Byron"),
+])
+def test_a_link_to_evidence_typed_any_way_never_costs_the_answers(client, invited, typed, link, kept_as_words):
+    """The question is free text: "linkedin.com/in/…" without https:// made the whole submit a
+    "Not possible" page, and every answer on it was lost."""
+    from survey.claims.models import Claim, Evidence
+
+    campaign, invitation, path = invited()
+    token = _csrf(_open(client, path))
+    done = client.post(path, data={"csrf_token": token, **COMPLETE, "evidence_link": typed, "submit": "1"})
+    assert done.status_code == 200, done.get_data(as_text=True)
+    assert _invitation(invitation.id).completed_at is not None
+    claims = db.session.scalars(select(Claim).where(Claim.campaign_id == campaign.id)).all()
+    assert len(claims) == 2  # new job, raise
+    for claim in claims:
+        links = [e.url for e in db.session.scalars(select(Evidence).where(Evidence.claim_id == claim.id))]
+        assert links == ([link] if link else [])
+        assert claim.details.get("evidence_link") == kept_as_words
