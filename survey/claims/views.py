@@ -14,6 +14,7 @@ import re
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, url_for
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
@@ -24,6 +25,7 @@ from wtforms.validators import InputRequired, Length, ValidationError
 
 from survey.claims import services
 from survey.claims.models import Claim
+from survey.committee.claim_page import detail_rows
 from survey.core.errors import ValidationFailed
 from survey.extensions import db
 from survey.respond.token_pages import link_does_not_work, protect_token_pages, speak_to
@@ -52,12 +54,6 @@ STATE_WORDS = {
                   "It is no longer counted in our impact report."),
     "withdrawn": _l("You withdrew this outcome. It is not counted in our impact report, "
                     "and the committee will not review it."),
-}
-
-#: the answers a claim keeps (``services.DETAIL_QUESTIONS``), in words
-DETAIL_LABELS = {
-    "employer": _l("Employer"), "role": _l("Role"), "business_name": _l("Business name"),
-    "start_date": _l("Start date"), "salary_change": _l("Salary change"), "comment": _l("Comment"),
 }
 
 
@@ -129,10 +125,10 @@ def _page(claim: Claim, token: str | None, status: int = 200, refused: bool = Fa
         "claims/evidence.html", claim=claim, token=token, editable=editable, refused=refused,
         attribution=_attribution(claim),
         max_mb=f"{current_app.config['EVIDENCE_MAX_BYTES'] / (1024 * 1024):g}",
-        state_words=STATE_WORDS[claim.state], details=[
-            (label, claim.details[key]) for key, label in DETAIL_LABELS.items()
-            if claim.details.get(key) not in (None, "", [])
-        ],
+        state_words=STATE_WORDS[claim.state],
+        # as the committee reads them: the questions' labels, dates and numbers in the
+        # respondent's language ("30 sept. 2024", "12,5 %")
+        details=detail_rows(claim.campaign.questionnaire.definition, claim.details, str(get_locale())),
         asked=services.what_the_committee_asked(claim),
         file_form=forms.get("file_form") or FileEvidenceForm(formdata=None),
         link_form=forms.get("link_form") or LinkEvidenceForm(formdata=None),

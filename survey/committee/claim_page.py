@@ -9,9 +9,9 @@ declared a conflict.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
-from flask_babel import format_decimal
+from flask_babel import format_date, format_decimal
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
@@ -59,9 +59,10 @@ def _questions(definition: dict) -> dict[str, dict]:
 
 
 def _number(value) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+    """In the reader's language: 12.5 is "12,5" in French; a whole float has no decimals."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    return format_decimal(value, format="#,##0.###")
 
 
 def format_answer(question: dict, value, locale: str) -> str:
@@ -77,6 +78,11 @@ def format_answer(question: dict, value, locale: str) -> str:
         return _("Yes") if value is True else _("No")
     if kind == "scale" and "max" in question:
         return _("%(value)s out of %(max)s", value=_number(value), max=_number(question["max"]))
+    if kind == "date" and isinstance(value, str):
+        try:
+            return format_date(date.fromisoformat(value), "medium")  # "30 sept. 2024", "Sep 30, 2024"
+        except ValueError:
+            return value
     if kind == "file" and isinstance(value, dict):
         return value.get("filename") or _("a file")
     if isinstance(value, bool):

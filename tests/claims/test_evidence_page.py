@@ -369,6 +369,14 @@ def test_the_page_is_in_a_french_stakeholders_language(client, claimed):
     assert "Ajouter ce document" in html
 
 
+def test_what_a_french_respondent_told_us_reads_in_french(client, claimed):
+    """Dates and numbers as the respondent writes them, under the questions' own labels."""
+    _claim, path = claimed(locale="fr", start_date="2024-09-30", salary_change=12.5)
+    html = client.get(path).get_data(as_text=True)
+    assert "2024-09-30" not in html and "30 sept. 2024" in html
+    assert "<dd>12,5</dd>" in html, html[html.find("<dl"):html.find("</dl>")]  # "De quel pourcentage…"
+
+
 def test_what_the_respondent_typed_is_shown_escaped(client, claimed):
     claim, path = claimed(employer="<script>alert('e')</script>")
     assert _post(client, path, "contact", {"contact": "<img src=x onerror=alert(1)>"}).status_code == 303
