@@ -22,6 +22,7 @@ from importlib import metadata
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import and_, func, insert, or_, select
+from sqlalchemy.exc import DBAPIError
 
 from config import BASE_DIR
 from survey.accounts.models import User
@@ -96,6 +97,29 @@ def read_consistently() -> None:
     db.session.commit()
     if db.session.get_bind().dialect.name == "postgresql":
         db.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+
+
+#: times a publication is made again after PostgreSQL refused its commit (see below)
+PUBLISH_ATTEMPTS = 3
+
+
+def publish_consistently(user: User, selection: Selection, title: str, **options) -> ReportSnapshot:
+    """``publish`` in a transaction that reads one state of the database (``read_consistently``),
+    committed. Anything audited meanwhile (a vote, a new claim, an evidence download) moves
+    the audit chain's head, which the publication moves too: PostgreSQL then refuses its
+    commit (a serialization failure, once a 500 for the chair). The publication is then
+    made again, from the database as it now stands, up to PUBLISH_ATTEMPTS times."""
+    for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+        read_consistently()
+        try:
+            snapshot = publish(user, selection, title, **options)
+            db.session.commit()
+            return snapshot
+        except DBAPIError as exc:
+            db.session.rollback()
+            if getattr(exc.orig, "sqlstate", None) not in ("40001", "40P01") or attempt == PUBLISH_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
 
 
 def successor_of(snapshot: ReportSnapshot) -> ReportSnapshot | None:

@@ -106,14 +106,12 @@ def publish():
         form.by.data = ", ".join(previous.get("breakdowns") or [])
     if form.validate_on_submit():
         try:
-            publishing.read_consistently()
-            snapshot = publishing.publish(current_user, form.selection(), form.title.data,
-                                          replaces=replaces,
-                                          reason=form.reason.data or "")
+            snapshot = publishing.publish_consistently(current_user, form.selection(), form.title.data,
+                                                       replaces=replaces, reason=form.reason.data or "")
         except ServiceError as exc:
+            db.session.rollback()
             show_refusal(form, exc)
         else:
-            db.session.commit()
             flash(_("Published: version %(version)d of “%(title)s”.", version=snapshot.version, title=snapshot.title),
                   "success")
             return redirect(url_for("reports.snapshot", snapshot_id=snapshot.id))

@@ -224,3 +224,36 @@ def test_odd_numbers_in_the_address_are_a_404_or_the_nearest_page(published, cha
     trace = f"/reports/published/{published.id}/trace?state=claimed&page="
     for page in ("0", "-5", str(10**30), "x"):
         assert client.get(trace + page).status_code == 200
+
+
+def test_a_vote_committed_while_a_report_is_published_does_not_fail_it(app, cohort, chair, monkeypatch):
+    """Publishing reads one state of the database (REPEATABLE READ on PostgreSQL); anything
+    audited meanwhile moves the audit chain's head, which the publication moves too, and
+    PostgreSQL refused the commit: a 500 for the chair. It is now made again from the new state."""
+    import threading
+
+    from survey.audit.chain import record
+    from survey.reports import publishing
+
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: nothing commits meanwhile; .ci/run's PostgreSQL pass runs it")
+    builds = []
+    real_build = publishing.build
+
+    def build_while_someone_acts(*args, **kwargs):
+        builds.append(1)
+        if len(builds) == 1:  # another request, audited, commits in the middle of the first attempt
+            def act():
+                with app.app_context():
+                    record("evidence_download", "claim:0", actor="system")
+                    db.session.commit()
+            worker = threading.Thread(target=act)
+            worker.start()
+            worker.join()
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(publishing, "build", build_while_someone_acts)
+    snapshot = publishing.publish_consistently(chair, Selection(campaign_id=cohort.id), "Impact 2026")
+    assert len(builds) == 2  # refused once, made again
+    assert db.session.scalars(select(ReportSnapshot)).all() == [snapshot]
+    assert verify().ok
