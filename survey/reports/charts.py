@@ -117,6 +117,22 @@ def report_label(code) -> str:
     return str(REPORT_LABELS.get(code) or LABELS.get(code) or code)
 
 
+#: the knowledge-floor warning as figures.compute writes it into the document (in English,
+#: as the API and every published snapshot keep it)
+_KNOWLEDGE_WARNING = re.compile(r"^The knowledge rate is (\d+)%, under the (\d+)% floor: ")
+
+
+def report_warning(text: str) -> str:
+    """A warning of the figures in the reader's language (a published snapshot's too); one
+    this code does not know, as it was written."""
+    match = _KNOWLEDGE_WARNING.match(text)
+    if match is None:
+        return text
+    rate, floor = (int(group) / 100 for group in match.groups())
+    return _("The knowledge rate is %(rate)s, under the %(floor)s floor: the other rates may not describe "
+             "the whole cohort.", rate=format_percent(rate), floor=format_percent(floor))
+
+
 def report_group(value) -> str:
     """A group's name as the report shows it: the value from the imported file, or words
     for people who have none (NOT_GIVEN is stored as a code, so a published snapshot
@@ -395,6 +411,7 @@ def register_report_helpers(app: Flask) -> None:
         outcome_bars=outcome_bars, rate_intervals=rate_intervals, distribution_bar=distribution_bar,
         report_number=report_number, report_percent=report_percent, report_mean=report_mean,
         report_interval=report_interval, report_label=report_label, report_group=report_group,
+        report_warning=report_warning,
         localised=localised, activity_rows=activity_rows, report_rates=REPORT_RATES, outcome_states=OUTCOME_STATES,
         knowledge_floor=KNOWLEDGE_FLOOR,
     )

@@ -407,3 +407,18 @@ def test_the_fetcher_serves_only_the_static_folders(english):
         assert fetcher.local_path(refused) is None, refused
         with pytest.raises(RefusedURL):
             fetcher.fetch(refused)
+
+
+def test_the_knowledge_floor_warning_reads_in_the_readers_language(report_app):
+    """The document keeps it in English (the API's language, and a snapshot's bytes); a
+    French reader of the page, a published one included, reads it in French."""
+    warning = ("The knowledge rate is 42%, under the 65% floor: the other rates may not describe "
+               "the whole cohort.")
+    doc = make_doc()
+    doc["figures"]["warnings"] = [warning]
+    with report_app.test_request_context("/", headers={"Accept-Language": "fr"}):
+        html = render(doc)
+    assert warning not in html
+    assert re.search(r"Le taux de connaissance est de 42\s?%, sous le plancher de 65\s?%", html)
+    with report_app.test_request_context("/", headers={"Accept-Language": "en"}):
+        assert warning in render(doc)
