@@ -143,6 +143,10 @@ def register_web(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError):
+        if request.endpoint == "respond.survey" and request.method == "POST":
+            from survey.respond.views import refill_expired_survey
+
+            return refill_expired_survey(request.view_args["token"])  # the answers stay on the page
         message = _("This form has expired or did not come from this site. "
                     "Nothing was saved; please reload the page and try again.")
         return render_template("errors/error.html", code=400, title=_("Form expired"),

@@ -33,8 +33,18 @@ def _already_answered():
                     _("You have already answered this survey; nothing more is needed."))
 
 
+def refill_expired_survey(token: str):
+    """The survey page again, filled with what an expired form sent (see ``survey``):
+    what the CSRF error handler shows for a survey link, instead of losing the answers."""
+    return _survey(token, expired=True)
+
+
 @bp.route("/s/<token>", methods=["GET", "POST"])
 def survey(token: str):
+    return _survey(token)
+
+
+def _survey(token: str, expired: bool = False):
     invitation = services.find_invitation(token)
     if invitation is None:
         return link_does_not_work()
@@ -70,6 +80,14 @@ def survey(token: str):
         return page
 
     form = build_form(definition, locale, answers=saved)
+    if expired:
+        # The page's CSRF token no longer matches (the browser dropped its session cookie,
+        # say, while the phone slept): nothing is saved, as CSRF requires, but the answers
+        # come back filled in, with a token that works, to be sent again.
+        form.validate_for("save")  # what shows, given the answers; their own errors too
+        form.csrf_token.errors = []
+        ask_for_files_again(form)
+        return show_form(form, 400, expired=True)
     action = form.action
     if not form.validate_for(action):
         ask_for_files_again(form)

@@ -294,10 +294,24 @@ def test_post_without_a_valid_csrf_token_is_400_and_stores_nothing(client, invit
         data["csrf_token"] = token
     refused = client.post(path, data=data, headers=EN)
     assert refused.status_code == 400
-    assert "Nothing was saved" in refused.get_data(as_text=True)
+    body = refused.get_data(as_text=True)
+    assert "This page had expired, so nothing was saved." in body
     assert _responses(campaign.id) == []
     stored = _invitation(invitation.id)
     assert (stored.status, stored.started_at, stored.completed_at) == ("opened", None, None)
+    # The answers are still on the page (a phone that dropped its session cookie loses nothing),
+    # with a token that works: sent again, they are recorded.
+    assert 'value="ACME"' in body and 'value="Data analyst"' in body
+    assert "Please answer this question" not in body and "CSRF" not in body
+    again = client.post(path, data={**data, "csrf_token": _csrf(body)}, headers=EN)
+    assert again.status_code == 200
+    assert _invitation(invitation.id).completed_at is not None
+
+
+def test_an_expired_form_elsewhere_is_still_a_plain_refusal(client, create_user):
+    """Staff forms say the form expired; only the survey, whose answers would be lost, comes back filled."""
+    refused = client.post("/login", data={"email": "x@example.org", "password": "x"}, headers=EN)
+    assert refused.status_code == 400 and "Form expired" in refused.get_data(as_text=True)
 
 
 def test_anonymous_campaign_keeps_no_link_between_answer_and_person(client, invited):
