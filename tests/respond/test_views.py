@@ -473,3 +473,11 @@ def test_a_link_to_evidence_typed_any_way_never_costs_the_answers(client, invite
         links = [e.url for e in db.session.scalars(select(Evidence).where(Evidence.claim_id == claim.id))]
         assert links == ([link] if link else [])
         assert claim.details.get("evidence_link") == kept_as_words
+
+
+def test_an_optional_consent_box_says_it_is_optional(client, invited):
+    """The page says optional questions are marked: an unmarked box reads as one to tick."""
+    _campaign, _invitation, path = invited()
+    body = _open(client, path)
+    label = re.search(r'<label for="consent_contact">(.*?)</label>', body, re.S).group(1)
+    assert "(optional)" in label
