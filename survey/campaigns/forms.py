@@ -23,8 +23,12 @@ from survey.core.errors import ValidationFailed
 
 PRIVACY_CHOICES = [
     SelectChoice("identified", _l("Identified: answers are linked to the person (needed for claims)")),
-    SelectChoice("confidential", _l("Confidential: linked, but only aggregates are ever shown")),
-    SelectChoice("anonymous", _l("Anonymous: answers are never linked to the person")),
+    SelectChoice("confidential", _l("Confidential: linked, but only aggregates are ever shown; no claims, "
+                                    "so no evidence is asked")),
+    SelectChoice("anonymous", _l("Anonymous: answers are never linked to the person; no claims, so no "
+                                 "evidence is asked")),
+    # (confidential and anonymous campaigns make no claims, so they ask for no evidence:
+    # survey.respond.forms.asked_in)
 ]
 
 

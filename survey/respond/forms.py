@@ -121,6 +121,16 @@ def _same(a, b) -> bool:
     return a == b
 
 
+def asked_in(definition: dict, privacy: str) -> dict:
+    """The questionnaire as a campaign of this privacy asks it. Questions marked
+    ``evidence`` (a payslip, a profile link, leave to contact an employer) are asked in
+    identified campaigns only: only there do answers become claims, and evidence names
+    its giver, which a confidential or anonymous campaign promises not to keep."""
+    if privacy == "identified" or not any(q.get("evidence") for q in definition["questions"]):
+        return definition
+    return {**definition, "questions": [q for q in definition["questions"] if not q.get("evidence")]}
+
+
 def is_visible(question: dict, answers: dict) -> bool:
     """Whether ``question`` is shown, given the answers to earlier questions.
 

@@ -10,7 +10,7 @@ from survey.campaigns.services import unsubscribe_token
 from survey.core.errors import ValidationFailed
 from survey.extensions import db
 from survey.respond import services
-from survey.respond.forms import ask_for_files_again, build_form, extract_answers, questions_not_seen
+from survey.respond.forms import ask_for_files_again, asked_in, build_form, extract_answers, questions_not_seen
 from survey.respond.token_pages import link_does_not_work, protect_token_pages, speak_to
 from survey.respond.uploads import attach_files
 
@@ -60,7 +60,7 @@ def _survey(token: str, expired: bool = False):
                         _("It no longer accepts answers. Thank you for your interest."))
 
     locale = str(get_locale())
-    definition = campaign.questionnaire.definition
+    definition = asked_in(campaign.questionnaire.definition, campaign.privacy)
     draft = invitation.draft
     saved = draft.answers if draft else {}
 

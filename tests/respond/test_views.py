@@ -481,3 +481,25 @@ def test_an_optional_consent_box_says_it_is_optional(client, invited):
     body = _open(client, path)
     label = re.search(r'<label for="consent_contact">(.*?)</label>', body, re.S).group(1)
     assert "(optional)" in label
+
+
+@pytest.mark.parametrize("privacy", ["anonymous", "confidential"])
+def test_a_private_campaign_asks_for_no_evidence(client, invited, privacy):
+    """No claim comes of a private answer, and a payslip or a profile link names its giver:
+    an anonymous survey asking for one would break its own promise."""
+    campaign, _invitation, path = invited(privacy=privacy)
+    body = _open(client, path)
+    for question in ("evidence_link", "evidence_file", "consent_contact"):
+        assert f'id="q-{question}"' not in body
+    assert 'id="q-employer"' in body  # the outcome's other questions stay
+    sent = {**COMPLETE, "evidence_link": "https://profiles.example/in/ada", "consent_contact": "y",
+            "csrf_token": _csrf(body), "submit": "1"}
+    assert client.post(path, data=sent).status_code == 200
+    [response] = _responses(campaign.id)
+    assert not {"evidence_link", "consent_contact"} & set(response.answers)
+
+
+def test_an_identified_campaign_asks_for_evidence(client, invited):
+    _campaign, _invitation, path = invited()
+    body = _open(client, path)
+    assert all(f'id="q-{question}"' in body for question in ("evidence_link", "evidence_file", "consent_contact"))
