@@ -13,6 +13,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from survey.core.errors import ServiceError
+from survey.core.redirects import safe_next
 from survey.extensions import limiter
 
 #: Stored codes → words people read (statuses, kinds, privacy modes).
@@ -175,10 +176,7 @@ def register_web(app: Flask) -> None:
         lang = request.form.get("lang")
         if lang in app.config["LANGUAGES"]:
             session["lang"] = lang
-        target = request.form.get("next") or "/"
-        if not target.startswith("/") or target.startswith("//"):
-            target = url_for("accounts.home")
-        return redirect(target)
+        return redirect(safe_next(request.form.get("next")) or url_for("accounts.home"))
 
     @app.context_processor
     def template_helpers():

@@ -1,8 +1,6 @@
 """Login and logout, password confirmation (fresh login) and password change."""
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
@@ -13,6 +11,7 @@ from survey.accounts.ratelimits import password_attempts_limited
 from survey.accounts.services import authenticate, verify_password
 from survey.accounts.services import change_password as change_own_password
 from survey.core.errors import ServiceError
+from survey.core.redirects import safe_next
 from survey.extensions import db, login_manager
 
 bp = Blueprint("accounts", __name__, template_folder="templates")
@@ -51,7 +50,7 @@ def login():
             session.clear()  # a fresh session on login: nothing from before carries over
             login_user(user)
             mark_fresh()
-            return redirect(_safe_next(request.args.get("next")) or _home_url())
+            return redirect(safe_next(request.args.get("next")) or _home_url())
     return render_template("accounts/login.html", form=form)
 
 
@@ -77,7 +76,7 @@ def confirm_password():
             db.session.commit()  # keeps a rehashed password
             mark_fresh()
             flash(_("Your password is confirmed."), "success")
-            return redirect(_safe_next(request.args.get("next")) or _home_url())
+            return redirect(safe_next(request.args.get("next")) or _home_url())
         form.password.errors.append(_("Wrong password."))
     return render_template("accounts/confirm_password.html", form=form), 200 if not form.errors else 400
 
@@ -105,11 +104,3 @@ def change_password():
     return render_template("accounts/change_password.html", form=form), 200 if not form.errors else 400
 
 
-def _safe_next(target: str | None) -> str | None:
-    """Only a path on this site: never an absolute URL an attacker chose."""
-    if not target:
-        return None
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
-        return None
-    return target
