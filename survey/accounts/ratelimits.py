@@ -50,12 +50,15 @@ def survey_link() -> str:
 
 
 def attempted_account() -> str:
-    """The account a password is tried on: the login form's email, else the logged-in user."""
+    """The account a password is tried on: the logged-in user's (confirming or changing
+    their password), else the login form's email. Never a form's email for a logged-in
+    user: an extra "email" field, new at each try, would give each guess a fresh bucket."""
     from survey.accounts.services import normalise_email
 
-    email = request.form.get("email")
-    if email is None and current_user.is_authenticated:
+    if current_user.is_authenticated:
         email = current_user.email
+    else:
+        email = request.form.get("email")
     return "account:" + normalise_email(email or "")
 
 

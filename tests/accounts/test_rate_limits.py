@@ -117,6 +117,21 @@ def test_password_confirmation_and_change_share_the_account_s_bucket(limits_on, 
     _assert_refused(_try_login(_client(browser, _address()), user.email, PASSWORD))
 
 
+def test_an_email_field_added_to_a_logged_in_form_buys_no_fresh_bucket(limits_on, browser, create_user):
+    """Found in review: the account's bucket was named by any "email" field the form sent,
+    so a stolen session could guess its password without end, a new email at each try."""
+    user = create_user(role="committee", email=_email())
+    client = browser(user)
+    for number in range(5):
+        client.environ_base["REMOTE_ADDR"] = _address()  # and from ever new addresses
+        response = client.post("/confirm-password", data={
+            "password": "not it at all", "email": _email(), "csrf_token": csrf_token(client, "/confirm-password")})
+        assert response.status_code == 400
+    client.environ_base["REMOTE_ADDR"] = _address()
+    _assert_refused(client.post("/confirm-password", data={
+        "password": PASSWORD, "email": _email(), "csrf_token": csrf_token(client, "/confirm-password")}))
+
+
 def test_survey_link_pages_are_limited_per_link(limits_on, browser):
     address = _address()
     respondent = _client(browser, address)
