@@ -68,8 +68,12 @@ def store_upload(upload: FileStorage) -> dict:
 
 
 def attach_files(form, saved: dict) -> dict:
-    """Answers for the visible file questions: a new upload, or the file saved before."""
-    files = {}
+    """Answers for the visible file questions: a new upload, or the file saved before. If
+    one upload is refused, those stored before it in this call are removed: no file is
+    ever left that no answer names (nothing could find it again, an erasure included)."""
+    from survey.privacy.data import remove_files
+
+    files, stored = {}, []
     for field in form.question_fields():
         if field.question["type"] != "file" or not field.visible:
             continue
@@ -78,7 +82,28 @@ def attach_files(form, saved: dict) -> dict:
             try:
                 files[field.name] = store_upload(upload)
             except ValidationFailed as exc:
+                remove_files(stored)
                 raise ValidationFailed(exc.message, field=field.name) from None
+            stored.append(files[field.name]["stored_as"])
         elif saved.get(field.name):
             files[field.name] = saved[field.name]
     return files
+
+
+def forget_unnamed(before: dict, sent: dict, recorded: bool) -> None:
+    """After the commit of ``sent`` (``recorded``) or its refusal, remove the files that no
+    answer or evidence names any more: of the draft saved ``before``, one replaced by another
+    or whose question was hidden since; of ``sent``, those stored for answers then not
+    recorded. Without it they stayed on disk for ever, found by nothing, an erasure
+    included."""
+    from sqlalchemy import select
+
+    from survey.claims.models import Evidence
+    from survey.extensions import db
+    from survey.privacy.data import remove_files, stored_files
+
+    kept = set(stored_files(sent if recorded else before))
+    candidates = (set(stored_files(before)) | set(stored_files(sent))) - kept
+    if candidates:
+        named = set(db.session.scalars(select(Evidence.stored_as).where(Evidence.stored_as.in_(candidates))))
+        remove_files(candidates - named)

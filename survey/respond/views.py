@@ -12,7 +12,7 @@ from survey.extensions import db
 from survey.respond import services
 from survey.respond.forms import ask_for_files_again, asked_in, build_form, extract_answers, questions_not_seen
 from survey.respond.token_pages import link_does_not_work, protect_token_pages, speak_to
-from survey.respond.uploads import attach_files
+from survey.respond.uploads import attach_files, forget_unnamed
 
 bp = Blueprint("respond", __name__, template_folder="templates")
 
@@ -109,13 +109,19 @@ def _survey(token: str, expired: bool = False):
         if action == "save":
             services.save_draft(invitation, answers, locale)
             db.session.commit()
+            forget_unnamed(saved, answers, recorded=True)
             # Post/redirect/get: reloading the page never re-sends the answers.
             return redirect(url_for("respond.survey", token=token, saved=1), 303)
         services.submit_response(invitation, answers, locale)
         db.session.commit()
+        forget_unnamed(saved, answers, recorded=True)
     except services.AlreadySubmitted:
+        db.session.rollback()
+        forget_unnamed(saved, answers, recorded=False)
         return _already_answered()
     except services.CampaignClosed:
+        db.session.rollback()
+        forget_unnamed(saved, answers, recorded=False)
         return _message(410, _("This survey is closed"),
                         _("It closed before your answers were sent, so they were not recorded."))
     return _message(200, _("Thank you, your answers are in"),

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from survey.campaigns.models import Response
 from survey.extensions import db
+from survey.respond.uploads import evidence_dir
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 
@@ -80,3 +81,24 @@ def test_a_file_keeps_its_name_as_its_owner_wrote_it(client, open_survey):
     response = _post(client, path, evidence_file=(PDF, "/home/zoé/Contrat e\u0301te\u0301\u200b.pdf"))
     assert response.status_code == 303
     assert _saved_answers()["evidence_file"]["filename"] == "Contrat été.pdf"
+
+
+def _on_disk() -> set[str]:
+    return {path.name for path in evidence_dir().iterdir()} if evidence_dir().exists() else set()
+
+
+def test_a_file_replaced_by_another_is_removed_from_disk(client, open_survey):
+    """Found in review: the replaced payslip stayed on disk, named by no answer, so neither an
+    erasure nor the retention purge could ever find it."""
+    _invitation, path = open_survey()
+    before = _on_disk()
+    assert _post(client, path, evidence_file=(PDF + b"A", "first.pdf")).status_code == 303
+    first = _saved_answers()["evidence_file"]["stored_as"]
+    assert _post(client, path, evidence_file=(PDF + b"B", "second.pdf")).status_code == 303
+    second = _saved_answers()["evidence_file"]["stored_as"]
+    assert _on_disk() - before == {second}
+    # Hidden since ("none of these"), the file's answer goes, and the file with it.
+    assert _post(client, path, {"outcomes": ["none"]}).status_code == 303
+    assert "evidence_file" not in _saved_answers() and _on_disk() - before == set()
+    assert first != second
+
