@@ -44,6 +44,7 @@ from sqlalchemy import ColumnElement, Connection, Select, bindparam, func, selec
 
 from survey.audiences.importer import ParsedRow, Rejection, parse_audience
 from survey.audiences.models import KINDS, Stakeholder
+from survey.audit.chain import acting, record
 from survey.core.errors import ValidationFailed
 from survey.core.i18n import LazyText
 from survey.core.types import UTCDateTime, utcnow
@@ -141,6 +142,9 @@ def import_audience(source: bytes | BinaryIO, kind: str, *, progress: Progress |
     listed = heapq.merge(rejections.first, duplicates.first, key=lambda rejection: rejection.line)
     report.rejected = [{"line": r.line, "reason": r.reason} for r in islice(listed, MAX_REPORTED_REJECTIONS)]
     report.rejected_total = rejections.total + duplicates.total
+    if not reader.unreadable:  # (an unreadable file changes nothing: its caller rolls back)
+        record("audience_import", f"audience:{kind}", actor=acting(),
+               data={"created": report.created, "updated": report.updated, "rejected": report.rejected_total})
     return report
 
 

@@ -35,6 +35,19 @@ def _digest(prev_hash: str, event_id: int, at: datetime, actor_id: int | None, a
     return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
 
 
+def acting():
+    """Who is acting in this request, for ``record``: the API key, else the logged-in
+    user, else None (a worker, a command: "system")."""
+    from flask import g, has_request_context
+    from flask_login import current_user
+
+    if not has_request_context():
+        return None
+    if g.get("api_key") is not None:
+        return f"api-key:{g.api_key.id}"
+    return current_user if current_user.is_authenticated else None
+
+
 def actor_of(user) -> tuple[int | None, str]:
     """(actor_id, actor) for a user, or for "respondent"/"system"/"policy" given as a string."""
     if isinstance(user, str) or user is None:

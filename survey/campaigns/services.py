@@ -16,6 +16,7 @@ from sqlalchemy import case, func, insert, literal, select, update
 
 from survey.audiences.models import KINDS, Stakeholder
 from survey.audiences.services import audience_conditions
+from survey.audit.chain import acting, record
 from survey.campaigns.models import PRIVACY_MODES, Campaign, Invitation
 from survey.core.bulk import insert_rows
 from survey.core.errors import InvalidState, ValidationFailed
@@ -53,6 +54,8 @@ def transition(campaign: Campaign, to: str) -> None:
             status_from=campaign.status, status_to=to
         )
     now = utcnow()
+    if campaign.id is not None:  # a campaign's every status change is in the audit trail
+        record("campaign_status", f"campaign:{campaign.id}", actor=acting(), from_state=campaign.status, to_state=to)
     campaign.status = to
     if to == "scheduled":
         campaign.scheduled_at = now
@@ -129,6 +132,8 @@ def create_campaign(
                     closes_at=closes_at, reminders=reminders, quiet_hours=quiet_hours)
     db.session.add(campaign)
     db.session.flush()
+    record("campaign_created", f"campaign:{campaign.id}", actor=created_by or acting(),
+           data={"questionnaire": questionnaire.id, "privacy": privacy, "audience": audience_kind})
     return campaign
 
 
@@ -151,7 +156,11 @@ def update_campaign(campaign: Campaign, **changes) -> None:
     unknown = set(changes) - set(campaign_settings(campaign))
     if unknown:
         raise ValidationFailed(_l("Unknown campaign settings: %(names)s.", names=", ".join(sorted(unknown))))
-    _apply_settings(campaign, **{**campaign_settings(campaign), **changes})
+    before = campaign_settings(campaign)
+    _apply_settings(campaign, **{**before, **changes})
+    changed = sorted(name for name, value in campaign_settings(campaign).items() if value != before[name])
+    if changed:
+        record("campaign_changed", f"campaign:{campaign.id}", actor=acting(), data={"settings": changed})
 
 
 def _apply_settings(campaign: Campaign, *, name, questionnaire, audience_kind, audience_filters, privacy,

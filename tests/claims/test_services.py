@@ -164,7 +164,8 @@ def test_a_private_campaign_makes_no_claim(member, create_stakeholder, submit, p
     member(), member()
     assert submit(create_stakeholder(), ["new_job", "raise"], privacy=privacy, evidence_link=LINK) == []
     assert db.session.scalar(select(func.count()).select_from(Claim)) == 0
-    assert db.session.scalar(select(func.count()).select_from(AuditEvent)) == 0
+    assert db.session.scalar(select(func.count()).select_from(AuditEvent)
+                             .where(AuditEvent.subject.not_like("campaign:%"))) == 0  # no claim event
 
 
 # ---------------------------------------------------------------------- assignment
