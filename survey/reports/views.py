@@ -259,7 +259,8 @@ def public_pdf(slug: str):
     snap = _public(slug)
     published = publishing.document_of(snap)
     html = render_template("reports/print.html", document=published["report"], title=snap.title,
-                           meta=published | {"content_sha256": snap.content_sha256, "slug": snap.slug})
+                           meta=published | {"content_sha256": snap.content_sha256, "slug": snap.slug,
+                                             "published_on": snap.published_at})
     return _pdf_response(html, f"report-{snap.slug}-v{snap.version}.pdf")
 
 

@@ -257,3 +257,10 @@ def test_a_vote_committed_while_a_report_is_published_does_not_fail_it(app, coho
     assert len(builds) == 2  # refused once, made again
     assert db.session.scalars(select(ReportSnapshot)).all() == [snapshot]
     assert verify().ok
+
+
+def test_the_publication_time_names_its_own_time_zone(app, published, browser):
+    """Found in review: the time was Paris's, labelled "(UTC)"."""
+    page = browser().get(f"/p/{published.slug}", headers={"Accept-Language": "fr"}).get_data(as_text=True)
+    provenance = page[page.index('id="provenance-title"'):]
+    assert "(UTC)" not in provenance and f"({app.config['BABEL_DEFAULT_TIMEZONE']})" in provenance
