@@ -10,6 +10,7 @@ import secrets
 from pathlib import Path
 
 from flask import Flask, g, has_request_context, request, session
+from flask_babel import lazy_gettext as _l
 from flask_smorest.spec.plugins import integerconverter2paramschema
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -43,6 +44,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"), render_as_batch=True)
     login_manager.init_app(app)
     login_manager.login_view = "accounts.login"
+    login_manager.login_message = _l("Please log in to open this page.")  # Flask-Login's own is English
     login_manager.login_message_category = "info"
     csrf.init_app(app)
     babel.init_app(app, locale_selector=select_locale)

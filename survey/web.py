@@ -34,6 +34,12 @@ LABELS = {
     "approve": _l("approve"), "reject": _l("reject"), "need_evidence": _l("need evidence"),
     "abstain": _l("abstain"),
     "file": _l("file"), "link": _l("link"), "contact": _l("employer contact"),
+    # roles
+    "admin": _l("admin"), "committee": _l("committee member"), "chair": _l("chair"), "auditor": _l("auditor"),
+    # question types
+    "single": _l("one choice"), "multi": _l("several choices"), "text": _l("short text"),
+    "long_text": _l("long text"), "number": _l("number"), "date": _l("date"), "scale": _l("scale"),
+    "consent": _l("tick box"),
 }
 
 CSP = (

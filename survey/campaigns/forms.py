@@ -20,6 +20,7 @@ from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from survey.campaigns.services import parse_quiet_hours
 from survey.core.errors import ValidationFailed
+from survey.web import LABELS
 
 PRIVACY_CHOICES = [
     SelectChoice("identified", _l("Identified: answers are linked to the person (needed for claims)")),
@@ -47,7 +48,7 @@ class BasicsForm(FlaskForm):
     def __init__(self, *args, questionnaires=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.questionnaire_id.choices = [
-            SelectChoice(q.id, f"{q.slug} v{q.version} ({q.kind})") for q in questionnaires
+            SelectChoice(q.id, f"{q.slug} v{q.version} ({LABELS.get(q.kind, q.kind)})") for q in questionnaires
         ]
 
 

@@ -36,7 +36,7 @@ from email.utils import formataddr, parseaddr
 from typing import NamedTuple
 
 from flask import current_app, render_template
-from flask_babel import force_locale
+from flask_babel import force_locale, ngettext
 from flask_babel import gettext as _
 from sqlalchemy import case, exists, select, text, tuple_, update
 from sqlalchemy.orm import Bundle
@@ -384,7 +384,8 @@ def build_staff_email(message: OutboxMessage, message_id: str) -> EmailMessage:
             mine = next(item for item in overdue_reviews(now) if item.reviewer.id == user.id)
             context = {"user": user, "reviews": mine.reviews, "base": base,
                        "deadline": current_app.config["REVIEW_DEADLINE_DAYS"]}
-            subject = _("Impact committee: %(count)s claims wait for your review", count=len(mine.reviews))
+            subject = ngettext("Impact committee: %(num)d claim waits for your review",
+                               "Impact committee: %(num)d claims wait for your review", len(mine.reviews))
             template = "mail/review_reminder"
         else:
             context = {"user": user, "digest": chair_digest(now), "base": base}

@@ -220,3 +220,10 @@ def test_other_roles_land_on_their_home_page_after_login(client, create_user, ro
 def test_an_id_too_large_for_the_database_is_a_plain_404(client, create_user, login, url):
     login(create_user(role="admin"))
     assert client.get(url).status_code == 404
+
+
+def test_the_log_in_request_speaks_the_visitor_s_language(client):
+    """Flask-Login's own message is English: "Please log in to access this page." on a French page."""
+    response = client.get("/admin/campaigns/", headers={"Accept-Language": "fr"}, follow_redirects=True)
+    body = response.get_data(as_text=True)
+    assert "Please log in" not in body and "Veuillez vous connecter pour ouvrir cette page." in body

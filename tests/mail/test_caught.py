@@ -28,3 +28,10 @@ def test_the_newest_email_comes_first_to_the_microsecond(app, admin, tmp_path, m
     _catch(tmp_path, "1796378400.M98000P10Q3.attest", "oldest")
     page = admin.get("/admin/mail/").get_data(as_text=True)
     assert re.findall(r"(newest|older|oldest)", page) == ["newest", "older", "oldest"]
+
+
+def test_the_date_reads_in_the_admin_s_language(app, admin, tmp_path, monkeypatch):
+    monkeypatch.setitem(app.config, "MAIL_CATCHER_DIR", str(tmp_path))
+    _catch(tmp_path, "1796378400.M715951P10Q1.attest", "hello")
+    page = admin.get("/admin/mail/", headers={"Accept-Language": "fr"}).get_data(as_text=True)
+    assert "Fri, 04 Dec 2026" not in page and "4 déc. 2026" in page

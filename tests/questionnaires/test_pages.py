@@ -9,7 +9,7 @@ def test_the_preview_shows_every_option_and_what_it_claims(builtin_questionnaire
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert "Employed full-time" in html or "employed full-time" in html.lower()
-    assert "claims new_job" in html
+    assert "claims new job" in html  # the outcome in words, not its code
     assert admin.get("/admin/questionnaires/").status_code == 200
     assert admin.get("/admin/questionnaires/99999").status_code == 404
 
