@@ -18,23 +18,12 @@ from sqlalchemy import select
 
 from survey.accounts.models import User
 from survey.audit.models import AuditEvent
+from survey.audit.words import ACTIONS, ACTORS, reason_words
 from survey.claims.models import Claim, Review
 from survey.extensions import db
 from survey.respond.forms import localized
 from survey.web import LABELS
 
-#: audit actions → words
-ACTIONS = {
-    "claim_created": _l("claim submitted"),
-    "transition": _l("state changed"),
-    "assignment": _l("reviewer assigned"),
-    "unassignment": _l("reviewer removed"),
-    "vote": _l("vote"),
-    "conflict": _l("conflict declared"),
-    "evidence_added": _l("evidence added"),
-}
-#: actors that are not users → words
-ACTORS = {"respondent": _l("the respondent"), "system": _l("the system"), "policy": _l("the committee policy")}
 #: how a piece of evidence can be verified (Evidence.source, as the services store it) → words
 SOURCES = {"document from the respondent": _l("document from the respondent"), "public link": _l("public link"),
            "employer contact": _l("employer contact")}
@@ -173,6 +162,6 @@ def claim_history(claim: Claim, viewer: User) -> list[HistoryItem]:
         else:
             actor = str(ACTORS.get(event.actor, event.actor))
         items.append(HistoryItem(at=event.at, actor=actor, action=str(ACTIONS.get(event.action, event.action)),
-                                 from_state=event.from_state, to_state=event.to_state, reason=reason,
+                                 from_state=event.from_state, to_state=event.to_state, reason=reason_words(reason),
                                  detail=detail))
     return items

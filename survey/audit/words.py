@@ -1,0 +1,72 @@
+"""The audit trail's codes in words, for the pages that show it (the trail, a claim's history).
+The trail itself keeps the codes: they are what its hashes cover and what a search names."""
+from __future__ import annotations
+
+import re
+
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
+from survey.web import LABELS
+
+#: every action ``audit.chain.record`` is given → words
+ACTIONS = {
+    "claim_created": _l("claim submitted"),
+    "transition": _l("state changed"),
+    "assignment": _l("reviewer assigned"),
+    "unassignment": _l("reviewer removed"),
+    "vote": _l("vote"),
+    "conflict": _l("conflict declared"),
+    "evidence_added": _l("evidence added"),
+    "evidence_downloaded": _l("evidence downloaded"),
+    "evidence_purged": _l("evidence removed (retention)"),
+    "details_purged": _l("details removed (retention)"),
+    "export": _l("export"),
+    "publish": _l("report published"),
+    "sample_drawn": _l("audit sample drawn"),
+    "sample_checked": _l("sampled claim checked"),
+    "person_export": _l("a person's data exported"),
+    "erasure": _l("person erased"),
+    "erasure_lifted": _l("erasure lifted"),
+    "campaign_created": _l("campaign created"),
+    "campaign_changed": _l("campaign changed"),
+    "campaign_status": _l("campaign status changed"),
+    "audience_import": _l("audience imported"),
+}
+#: actors that are not users → words
+ACTORS = {"respondent": _l("the respondent"), "system": _l("the system"), "policy": _l("the committee policy"),
+          "retention": _l("the retention policy")}
+
+
+def action_words(action: str) -> str:
+    return str(ACTIONS.get(action, action))
+
+
+def actor_words(actor: str) -> str:
+    """A user is "user:7" (the page adds their address), an API key "api-key:3"; the rest in words."""
+    return str(ACTORS.get(actor, actor))
+
+
+def state_words(state: str | None) -> str:
+    return str(LABELS.get(state, state)) if state else "—"
+
+
+#: the reasons the system writes (in English: they are part of what the chain hashes)
+_VOTES = re.compile(r"^committee votes: ([a-z_, ]+)$")
+SYSTEM_REASONS = {
+    "withdrawn by the respondent": _l("withdrawn by the respondent"),
+    "new evidence": _l("new evidence"),
+}
+
+
+def reason_words(reason: str | None) -> str:
+    """A reason in the reader's language when the system wrote it ("committee votes:
+    approve, approve"); one a person wrote, as they wrote it."""
+    if not reason:
+        return ""
+    if (match := _VOTES.match(reason)) is not None:
+        votes = [str(LABELS.get(vote.strip(), vote.strip())) for vote in match.group(1).split(",")]
+        return _("committee votes: %(votes)s", votes=", ".join(votes))
+    if reason.startswith("RETENTION_"):
+        return _("retention setting %(setting)s", setting=reason)
+    return str(SYSTEM_REASONS.get(reason, reason))
