@@ -51,7 +51,7 @@ from survey.core.types import utcnow
 from survey.extensions import db
 from survey.mail.addresses import message_id_for, outbox_id_from, outbox_id_in_message_id, unsubscribe_token_from
 from survey.mail.models import OutboxMessage
-from survey.mail.suppression import means_dead_address, opt_out, suppress_address
+from survey.mail.suppression import HARD_BOUNCE, means_dead_address, opt_out, suppress_address
 
 #: Headers of a received message that name the address it was delivered to:
 #: To as written by the bouncing server, the others as added by the receiving
@@ -428,7 +428,7 @@ def _record_bounce(row: OutboxMessage, failure: Recipient) -> Result:
             .values(status="bounced" if dead else "failed")
         )
     if dead:  # a refusal of this one email (5.7.1 policy…) leaves the address usable
-        suppress_address(invitation.stakeholder_id, f"hard bounce: {failure.describe()}")
+        suppress_address(invitation.stakeholder_id, f"{HARD_BOUNCE}{failure.describe()}")
     return Result("bounce", f"bounce applied: outbox {row.id}: {failure.describe()}",
                   changed=True, outbox_id=row.id)
 

@@ -48,7 +48,7 @@ from survey.extensions import db
 from survey.mail.addresses import message_id_for, return_path, unsubscribe_mailto
 from survey.mail.merge import Merge
 from survey.mail.models import OutboxMessage
-from survey.mail.suppression import means_dead_address, not_sent, suppress_address
+from survey.mail.suppression import HARD_BOUNCE, means_dead_address, not_sent, suppress_address
 
 
 @dataclass
@@ -796,7 +796,7 @@ def _record(outcomes: list[tuple[Job, Outcome]], now: datetime) -> None:
         )
     for stakeholder_id, reply in bounced:
         if stakeholder_id is not None:  # a staff address is the admins' business, not a suppression
-            suppress_address(stakeholder_id, f"hard bounce: {reply[:150]}")
+            suppress_address(stakeholder_id, f"{HARD_BOUNCE}{reply[:150]}")
 
 
 def _update_outbox(rows: list[tuple], now: datetime) -> None:

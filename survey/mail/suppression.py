@@ -9,13 +9,31 @@ from __future__ import annotations
 
 from sqlalchemy import select, update
 
-from survey.audiences.models import Stakeholder
+from survey.audiences.models import ERASED, Stakeholder
 from survey.campaigns.models import Invitation
 from survey.core.types import utcnow
 from survey.extensions import db
 from survey.mail.models import OutboxMessage
 
 OPTED_OUT = "opted out"
+#: how a hard bounce's reason starts (the relay's reply follows)
+HARD_BOUNCE = "hard bounce: "
+
+
+def suppression_words(reason: str | None) -> str:
+    """Why a person is not emailed, in the reader's language: the reason is stored as the
+    code "opted out" or "erased", or "hard bounce: " and the relay's own (English) words."""
+    from flask_babel import gettext as _
+
+    if not reason:
+        return ""
+    if reason == OPTED_OUT:
+        return _("they opted out")
+    if reason == ERASED:
+        return _("their data was erased")
+    if reason.startswith(HARD_BOUNCE):
+        return _("their address bounced (%(reply)s)", reply=reason.removeprefix(HARD_BOUNCE))
+    return reason
 
 
 def cancel_queued(invitation_ids) -> int:

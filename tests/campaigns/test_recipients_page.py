@@ -216,6 +216,7 @@ def test_each_recipient_and_every_email_sent_to_them(admin, logged_campaign):
     assert ">bounced<" in bob
     assert "bounced " in bob  # when the bounce came back
     assert "Not emailed since" in bob
+    assert "their address bounced (" in bob  # in words, the relay's reply beside them
 
     eve = _row_of(page, "eve@example.org")
     assert "Opted out of this campaign" in eve
@@ -228,7 +229,7 @@ def test_text_from_outside_is_escaped(admin, logged_campaign):
     assert "<b>no such user</b>" not in page
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &lt;b&gt;no such user&lt;/b&gt;" in page
     assert "<i>550" not in page  # the suppression reason too (it is put into a translated sentence)
-    assert "hard bounce: &lt;i&gt;550 5.1.1&lt;/i&gt;" in page
+    assert "their address bounced (&lt;i&gt;550 5.1.1&lt;/i&gt;" in page
 
 
 def test_times_are_in_the_admins_locale(admin, logged_campaign, client):
