@@ -196,7 +196,6 @@ def register_web(app: Flask) -> None:
 
     app.jinja_env.filters["label"] = lambda code: LABELS.get(code, code)
     from survey.audit.words import action_words, actor_words, reason_words, state_words
-
     from survey.mail.suppression import suppression_words
 
     app.jinja_env.globals.update(action_words=action_words, actor_words=actor_words, reason_words=reason_words,
