@@ -1,4 +1,5 @@
-"""``flask --app wsgi users create|set-password`` and ``flask --app wsgi api-keys create``."""
+"""``flask --app wsgi users create|set-password|deactivate`` and
+``flask --app wsgi api-keys create|list|revoke``."""
 from __future__ import annotations
 
 import sys
@@ -69,3 +70,56 @@ def create_api_key_command(name: str) -> None:
     db.session.commit()
     click.echo(f"API key {key.name!r} created; keep it now, it is not shown again:", err=True)
     click.echo(plain)
+
+
+@users_cli.command("deactivate")
+@click.argument("email")
+def deactivate_user_command(email: str) -> None:
+    """Someone who leaves: they can no longer log in, their sessions end now, no new claim
+    is given them (the chair reassigns their open reviews); what they did stays in the trail."""
+    from sqlalchemy import select
+
+    from survey.accounts.models import User
+    from survey.accounts.services import normalise_email
+    from survey.audit.chain import record
+
+    user = db.session.scalar(select(User).where(User.email == normalise_email(email)))
+    if user is None:
+        raise click.ClickException(f"No user has the email {normalise_email(email)}.")
+    if user.active:
+        user.active = False
+        user.end_sessions()
+        record("user_deactivated", f"user:{user.id}")
+        db.session.commit()
+    click.echo(f"{user.email} is deactivated; their sessions are logged out.")
+
+
+@api_keys_cli.command("list")
+def list_api_keys_command() -> None:
+    """Every key: its id, prefix, name, when made, last used, revoked."""
+    from sqlalchemy import select
+
+    from survey.accounts.models import ApiKey
+
+    for key in db.session.scalars(select(ApiKey).order_by(ApiKey.id)):
+        used = f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never used"
+        state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+        click.echo(f"{key.id}\t{key.prefix}…\t{key.name}\tcreated {key.created_at:%Y-%m-%d}\t{used}\t{state}")
+
+
+@api_keys_cli.command("revoke")
+@click.argument("key_id", type=int)
+def revoke_api_key_command(key_id: int) -> None:
+    """Revoke a key (its id, from ``api-keys list``): every request with it is refused from now on."""
+    from survey.accounts.models import ApiKey
+    from survey.audit.chain import record
+    from survey.core.types import utcnow
+
+    key = db.session.get(ApiKey, key_id)
+    if key is None:
+        raise click.ClickException(f"No API key has the id {key_id}.")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        record("api_key_revoked", f"api-key:{key.id}", data={"name": key.name, "prefix": key.prefix})
+        db.session.commit()
+    click.echo(f"API key {key.id} ({key.name!r}) is revoked.")

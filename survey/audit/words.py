@@ -32,6 +32,8 @@ ACTIONS = {
     "campaign_changed": _l("campaign changed"),
     "campaign_status": _l("campaign status changed"),
     "audience_import": _l("audience imported"),
+    "user_deactivated": _l("user deactivated"),
+    "api_key_revoked": _l("API key revoked"),
 }
 #: actors that are not users → words
 ACTORS = {"respondent": _l("the respondent"), "system": _l("the system"), "policy": _l("the committee policy"),

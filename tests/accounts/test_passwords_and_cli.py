@@ -133,3 +133,37 @@ def test_each_api_key_is_different(app, app_ctx):
     runner = app.test_cli_runner()
     keys = {runner.invoke(args=["api-keys", "create", "k"]).output.strip().splitlines()[-1] for _ in range(3)}
     assert len(keys) == 3
+
+
+def test_a_leaked_api_key_is_revoked_and_refused_from_then_on(app, client):
+    """Found in review: a key's revoked_at was checked, but nothing could set it."""
+    from survey.accounts.models import ApiKey
+    from survey.audit.models import AuditEvent
+
+    runner = app.test_cli_runner()
+    key = runner.invoke(args=["api-keys", "create", "HR system"]).output.strip().splitlines()[-1]
+    headers = {"Authorization": f"Bearer {key}"}
+    assert client.get("/api/v1/questionnaires", headers=headers).status_code == 200
+    [stored] = db.session.scalars(select(ApiKey)).all()
+    listed = runner.invoke(args=["api-keys", "list"]).output
+    assert f"{stored.id}\t{stored.prefix}…\tHR system" in listed and "active" in listed and key not in listed
+    result = runner.invoke(args=["api-keys", "revoke", str(stored.id)])
+    assert result.exit_code == 0, result.output
+    assert client.get("/api/v1/questionnaires", headers=headers).status_code == 401
+    assert "revoked" in runner.invoke(args=["api-keys", "list"]).output
+    assert db.session.scalar(select(AuditEvent.subject).where(AuditEvent.action == "api_key_revoked")) == \
+        f"api-key:{stored.id}"
+    assert runner.invoke(args=["api-keys", "revoke", "999"]).exit_code != 0
+
+
+def test_a_deactivated_user_is_logged_out_and_cannot_log_in(app, create_user, browser):
+    from survey.accounts.models import User
+
+    user = create_user(role="committee")
+    member = browser(user)
+    assert member.get("/committee/").status_code == 200
+    result = app.test_cli_runner().invoke(args=["users", "deactivate", user.email])
+    assert result.exit_code == 0, result.output
+    assert member.get("/committee/").status_code == 302  # the session ended
+    db.session.expire_all()
+    assert db.session.get(User, user.id).active is False
