@@ -5,8 +5,11 @@ import csv
 import io
 from collections.abc import Iterator
 
-#: a cell starting with one of these is a formula to Excel, LibreOffice and Sheets
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+#: a cell starting with one of these is a formula to Excel, LibreOffice and Sheets (the
+#: full-width forms too: an East Asian spreadsheet may read them as the others)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+#: what a spreadsheet may skip before a formula: every kind of space, and the invisible ones
+_LEADING = " \u00a0\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u200b\u202f\u205f\u3000\ufeff"
 
 
 def neutralise(value) -> str:
@@ -16,7 +19,7 @@ def neutralise(value) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     text = "" if value is None else str(value)
-    return "'" + text if text.lstrip(" ").startswith(FORMULA_STARTS) else text
+    return "'" + text if text.lstrip(_LEADING).startswith(FORMULA_STARTS) else text
 
 
 def _rate_row(section: str, item: str, rate: dict | None, prefix: str = "") -> list:

@@ -69,6 +69,9 @@ def test_breakdown_by_programme_hides_the_small_group_and_its_complement(program
 @pytest.mark.parametrize("value, safe", [
     ("=1+2", "'=1+2"), ("+1", "'+1"), ("-1", "'-1"), ("@SUM(A1)", "'@SUM(A1)"), ("\tx", "'\tx"),
     ("\rx", "'\rx"), ("Data", "Data"), ("", ""), (None, ""), (12, "12"),
+    # behind any space a spreadsheet may skip, or in full width (found in review)
+    ("\u00a0=1+2", "'\u00a0=1+2"), ("\u200b=1+2", "'\u200b=1+2"), ("\u3000@SUM(A1)", "'\u3000@SUM(A1)"),
+    ("\uff1dHYPERLINK(1)", "'\uff1dHYPERLINK(1)"),
 ])
 def test_cells_a_spreadsheet_would_run_are_neutralised(value, safe):
     assert neutralise(value) == safe
