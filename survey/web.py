@@ -195,8 +195,9 @@ def register_web(app: Flask) -> None:
                 "may": template_can}
 
     app.jinja_env.filters["label"] = lambda code: LABELS.get(code, code)
-    from survey.audit.words import action_words, actor_words, reason_words, state_words
+    from survey.audit.words import action_words, actor_words, erased_words, reason_words, state_words
     from survey.mail.suppression import suppression_words
 
     app.jinja_env.globals.update(action_words=action_words, actor_words=actor_words, reason_words=reason_words,
-                                 state_words=state_words, suppression_words=suppression_words)
+                                 state_words=state_words, suppression_words=suppression_words,
+                                 erased_words=erased_words)

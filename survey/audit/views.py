@@ -12,9 +12,12 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
 from survey.accounts.models import User
+from survey.audiences.models import ERASED, Stakeholder
 from survey.audit.checks import current
 from survey.audit.models import AuditEvent
+from survey.audit.words import written_by_a_person
 from survey.campaigns.recipients import page_links
+from survey.claims.models import Claim
 from survey.core.authorisation import allowed
 from survey.extensions import db
 
@@ -66,8 +69,15 @@ def trail():
     emails = dict(db.session.execute(select(User.id, User.email).where(User.id.in_(actor_ids))).all()) \
         if actor_ids else {}
     actions = db.session.scalars(select(AuditEvent.action).distinct().order_by(AuditEvent.action)).all()
+    # What people wrote about an erased person's claim is not shown (their comments went).
+    claim_ids = {int(e.subject[6:]) for e in events if e.subject.startswith("claim:") and e.subject[6:].isdigit()}
+    erased = set(db.session.scalars(
+        select(Claim.id).join(Stakeholder, Stakeholder.id == Claim.stakeholder_id)
+        .where(Claim.id.in_(claim_ids), Stakeholder.suppression_reason == ERASED))) if claim_ids else set()
+    hidden = {e.id for e in events if e.reason and e.subject.startswith("claim:") and e.subject[6:].isdigit()
+              and int(e.subject[6:]) in erased and written_by_a_person(e.actor_id, e.actor)}
     return render_template(
-        "audit/trail.html", events=events, emails=emails,
+        "audit/trail.html", events=events, emails=emails, hidden=hidden,
         actions=actions, subject=subject, action=action,
         details={event.id: json.dumps(event.data, ensure_ascii=False, sort_keys=True) for event in events},
         total=total, page=page, pages=pages, links=page_links(page, pages),

@@ -72,3 +72,13 @@ def reason_words(reason: str | None) -> str:
     if reason.startswith("RETENTION_"):
         return _("retention setting %(setting)s", setting=reason)
     return str(SYSTEM_REASONS.get(reason, reason))
+
+
+def written_by_a_person(actor_id: int | None, actor: str) -> bool:
+    """A reason a person typed (a member's vote, the chair's decision, the respondent), not
+    one the system wrote: what an erasure must hide."""
+    return actor_id is not None or actor == "respondent"
+
+
+def erased_words() -> str:
+    return _("(removed: the person's data was erased)")

@@ -169,3 +169,22 @@ def test_staff_pages_show_an_erased_person_as_erased_not_as_a_placeholder(story,
         html = response.get_data(as_text=True)
         assert response.status_code == 200 and "personal data erased" in html, path
         assert "erased.invalid" not in html, path
+
+
+def test_what_the_committee_wrote_about_an_erased_person_leaves_the_pages(story, cli, browser, create_user):
+    """Found in review: erasure blanked the review comments, but the same words, written into
+    the audit trail with the vote, were still on the claim's page and on the trail."""
+    from survey.claims import services as claims
+
+    words = "Spoke to the manager of Zoe at ACME, confirmed"
+    review = next(r for r in story.claim.reviews if r.active)
+    claims.record_vote(review, "approve", words, reviewer=review.reviewer)
+    db.session.commit()
+    chair, auditor = browser(create_user(role="chair")), browser(create_user(role="auditor"))
+    assert words in chair.get(f"/committee/claims/{story.claim.id}").get_data(as_text=True)
+
+    assert cli("people", "erase", EMAIL, "--yes").exit_code == 0
+    for page in (chair.get(f"/committee/claims/{story.claim.id}"), auditor.get("/audit/")):
+        body = page.get_data(as_text=True)
+        assert words not in body and "(removed: the person&#39;s data was erased)" in body
+    assert verify().ok  # the trail itself is untouched
