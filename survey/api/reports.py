@@ -22,8 +22,10 @@ class ImpactArgs(Schema):
     campaign = fields.Int(validate=validate.Range(min=1, max=MAX_ID),
                           metadata={"description": "One campaign (not with from and to).", "example": 1})
     from_ = fields.Date(data_key="from", metadata={
-        "description": "Campaigns sent from this day… (with to; not with campaign)", "example": "2024-01-01"})
-    to = fields.Date(metadata={"description": "…to this day, inclusive (with from; not with campaign)",
+        "description": "Campaigns sent from this day… (with to; not with campaign). Days are the "
+                       "organisation's (DEFAULT_TIMEZONE), not UTC's.", "example": "2024-01-01"})
+    to = fields.Date(metadata={"description": "…to this day, inclusive, to its last instant in DEFAULT_TIMEZONE "
+                                              "(with from; not with campaign)",
                                "example": "2024-12-31"})
     by = fields.List(fields.Str(validate=validate.Regexp(r"^[A-Za-z0-9_\-]{1,60}$")),
                      metadata={"description": "attributes to break down by (default programme, cohort)"})
