@@ -191,6 +191,7 @@ def test_a_rejection_without_a_comment_is_refused_and_nothing_is_stored(claim, t
 def test_a_vote_without_a_verdict_is_refused(claim, three, browser):
     response = post(browser(three[0]), url(claim, "vote"), "vote", comment="hmm")
     assert response.status_code == 400 and "Choose a verdict." in _html(response)
+    assert "<title>Error: " in _html(response)  # a screen reader hears the page came back with errors
 
 
 def test_voting_twice_is_refused(claim, three, browser):
