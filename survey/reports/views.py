@@ -95,7 +95,10 @@ def publish():
         replaces = db.session.get(ReportSnapshot, wanted) if 0 < wanted <= MAX_ID else None
         if replaces is None:
             abort(404)
-    form = PublishForm(campaigns=_campaigns())
+    # From the report page's "Publish this report" (?campaign=1, or a period, and "by"): the
+    # same choice, filled in.
+    chosen = request.args if request.method == "GET" and replaces is None and request.args else None
+    form = PublishForm(chosen, campaigns=_campaigns()) if chosen else PublishForm(campaigns=_campaigns())
     if replaces is not None and request.method == "GET":
         previous = replaces.parameters
         form.title.data = replaces.title

@@ -264,3 +264,14 @@ def test_the_publication_time_names_its_own_time_zone(app, published, browser):
     page = browser().get(f"/p/{published.slug}", headers={"Accept-Language": "fr"}).get_data(as_text=True)
     provenance = page[page.index('id="provenance-title"'):]
     assert "(UTC)" not in provenance and f"({app.config['BABEL_DEFAULT_TIMEZONE']})" in provenance
+
+
+def test_publish_this_report_keeps_the_campaign_and_the_groups_chosen(cohort, chair, browser):
+    """Found by trying it: the report page's "Publish this report" carries ?campaign=…, and the
+    form forgot it, so publishing failed with "Choose a campaign, or a period"."""
+    client = browser(chair)
+    report = client.get(f"/reports/?campaign={cohort.id}&by=programme").get_data(as_text=True)
+    link = re.search(r'<a class="button" href="(/reports/publish\?[^"]+)"', report).group(1).replace("&amp;", "&")
+    form = client.get(link).get_data(as_text=True)
+    assert re.search(rf'<option selected value="{cohort.id}"|<option value="{cohort.id}" selected', form)
+    assert 'value="programme"' in form
