@@ -156,6 +156,8 @@ def claim_history(claim: Claim, viewer: User) -> list[HistoryItem]:
                 reason = ""  # a member reads the others' votes only once the claim is decided
         elif event.action == "conflict" and not mine and viewer.role == "committee":
             reason = ""
+        elif event.action == "transition" and event.actor == "policy" and not votes_visible:
+            reason = ""  # the policy's reasons quote the votes ("committee votes: …", their comments)
         elif event.action in ("assignment", "unassignment") and "reviewer" in data:
             detail = names.get(data["reviewer"], f"#{data['reviewer']}")
         elif event.action == "evidence_added" and "evidence" in data:

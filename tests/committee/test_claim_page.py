@@ -224,6 +224,18 @@ def test_the_others_votes_are_hidden_from_a_member_until_the_decision(claim, thr
     assert "Votes are private until the decision" not in after
 
 
+def test_the_policy_s_reasons_do_not_quote_hidden_votes(claim, three, browser):
+    """Found by trying it: a member could not read another's comment in the votes, yet read it
+    in the history, where the policy's "needs evidence" quoted it."""
+    members = [browser(user) for user in three]
+    post(members[0], url(claim, "vote"), "vote", verdict="need_evidence", comment="Secret-ask-for-a-payslip")
+    for member in members[1:]:
+        post(member, url(claim, "vote"), "vote", verdict="approve")
+    assert reload(claim).state == "needs_evidence"  # not decided: votes stay private
+    assert "Secret-ask-for-a-payslip" not in _html(members[1].get(url(claim)))
+    assert "Secret-ask-for-a-payslip" in _html(members[0].get(url(claim)))  # their own words
+
+
 # ---------------------------------------------------------------------- conflicts
 
 def test_a_conflict_hands_the_claim_to_another_member(claim, three, browser):
