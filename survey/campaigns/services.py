@@ -177,8 +177,9 @@ def _apply_settings(campaign: Campaign, *, name, questionnaire, audience_kind, a
         raise ValidationFailed(_l("Audience kind must be one of %(kinds)s.", kinds=", ".join(KINDS)), field="audience")
     if questionnaire.kind != audience_kind:
         raise ValidationFailed(
-            _l("Questionnaire %(slug)s is written for %(kind)s audiences, not %(audience_kind)s.",
-               slug=questionnaire.slug, kind=questionnaire.kind, audience_kind=audience_kind),
+            _l("Questionnaire %(slug)s is written for %(kind)s, not %(audience_kind)s: choose one written for them.",
+               slug=questionnaire.slug, kind=LABELS.get(questionnaire.kind, questionnaire.kind),
+               audience_kind=LABELS.get(audience_kind, audience_kind)),
             field="questionnaire_id")
     if privacy not in PRIVACY_MODES:
         raise ValidationFailed(_l("Privacy must be one of %(modes)s.", modes=", ".join(PRIVACY_MODES)), field="privacy")

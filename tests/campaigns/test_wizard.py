@@ -99,7 +99,7 @@ def test_a_questionnaire_for_another_audience_is_refused_at_its_field(admin, bui
     response = _step_one(admin, employees, audience_kind="alumnus")
     assert response.status_code == 200
     page = response.get_data(as_text=True)
-    assert re.search(r'id="questionnaire_id-error"[^>]*>[^<]*written for employee audiences', page)
+    assert re.search(r'id="questionnaire_id-error"[^>]*>[^<]*written for employees, not alumni', page)  # words, not codes
     assert 'href="#questionnaire_id"' in page
     assert _campaigns() == []
 
