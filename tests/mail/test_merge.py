@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from survey.campaigns.models import Invitation
 from survey.core.tokens import hash_token
 from survey.extensions import db
@@ -83,3 +85,21 @@ def test_a_later_batch_says_the_closing_time_as_it_is_then(app, alumni, create_s
     assert len(texts) == len(people)
     assert closing(first_closing) in texts[0] and closing(campaign.closes_at) not in texts[0]
     assert closing(campaign.closes_at) in texts[1] and closing(first_closing) not in texts[1]
+
+
+
+@pytest.mark.parametrize("privacy, promise", [
+    ("identified", "Your answers are linked to you; reports only ever show them in aggregate."),
+    ("confidential", "Your answers are confidential: they are only ever shown in aggregate."),
+    ("anonymous", "Your answers are anonymous: they are never linked to you."),
+])
+def test_an_employee_invitation_promises_what_its_privacy_keeps(app, builtin_questionnaires, create_stakeholder,
+                                                                smtp_server, monkeypatch, privacy, promise):
+    """Found by trying it: every employee invitation said "only ever shown in aggregate", an
+    identified campaign's too (the wizard's default), which links each answer to its person."""
+    create_stakeholder(kind="employee", locale="en")
+    started_campaign(builtin_questionnaires["employee-pulse"], monkeypatch, privacy=privacy)
+    assert send_batch(50) == 1
+    text = smtp_server.messages[0]["message"].get_body(("plain",)).get_content()
+    assert promise in text
+    assert "five minutes" not in text  # each questionnaire says its own length
