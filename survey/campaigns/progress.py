@@ -134,7 +134,7 @@ def funnel_chart(days: list[Day], invited: int) -> Markup:
     """Four cumulative lines (sent, opened, started, completed) over the days, 0 to
     ``invited`` high; each line has its own dash pattern, so colour is not the only cue."""
     width, height, left, bottom, top = 640, 240, 44, 28, 12
-    plot_w, plot_h = width - left - 120, height - bottom - top
+    plot_w, plot_h = width - left - 160, height - bottom - top  # the legend's words: French ones are longer
     ceiling = max(invited, 1)
     span = max(len(days) - 1, 1)
 
@@ -166,6 +166,11 @@ def funnel_chart(days: list[Day], invited: int) -> Markup:
         dashes = f' stroke-dasharray="{dash}"' if dash else ""
         parts.append(f'<polyline class="stage-{name}" points="{points}" fill="none" stroke="{colour}" '
                      f'stroke-width="2.5"{dashes}/>')
+        # A mark on each day (on the last only when there are many): on a campaign's first day
+        # a line of one point is not drawn at all, and the chart looked empty.
+        marked = range(len(days)) if len(days) <= 31 else [len(days) - 1]
+        parts.extend(f'<circle class="stage-{name}" cx="{x(i):.1f}" cy="{y(days[i].totals[name]):.1f}" r="3.5" '
+                     f'fill="{colour}"/>' for i in marked)
         legend_y = top + 14 + row * 18
         parts.append(f'<line x1="{left + plot_w + 12}" x2="{left + plot_w + 34}" y1="{legend_y - 4}" '
                      f'y2="{legend_y - 4}" stroke="{colour}" stroke-width="2.5"{dashes}/>')

@@ -42,6 +42,19 @@ def test_the_funnel_counts_each_step_by_the_end_of_each_day(app, alumni, create_
     assert "Completed 1" in "".join(svg.itertext())
 
 
+def test_on_its_first_day_the_funnel_shows_its_points(app):
+    """Found by a newcomer: one day is a line of one point, which draws nothing."""
+    from datetime import date
+
+    from survey.campaigns.progress import Day
+
+    day = Day(date(2026, 12, 5), {"sent": 12, "opened": 2, "started": 2, "completed": 1})
+    with app.test_request_context(headers={"Accept-Language": "en"}):
+        svg = ET.fromstring(str(funnel_chart([day], invited=12)))
+    marks = {mark.get("class") for mark in svg.iter(f"{SVG}circle")}
+    assert marks == {"stage-sent", "stage-opened", "stage-started", "stage-completed"}
+
+
 def test_the_one_pass_tally_gives_the_same_counts_as_the_progress_query(app, alumni, create_stakeholder,
                                                                          monkeypatch):
     # The campaign page takes its counts from the tally; the script it polls, from
