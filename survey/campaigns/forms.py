@@ -1,6 +1,7 @@
 """The campaign wizard's three steps: basics, audience, timing (each also edits a draft)."""
 from __future__ import annotations
 
+import functools
 from datetime import timedelta, timezone
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -71,6 +72,14 @@ class AudienceForm(FlaskForm):
         return {key.strip(): value.strip() for key, value in pairs}
 
 
+@functools.cache
+def time_zones() -> tuple[str, ...]:
+    """The zones to offer: places ("Europe/Paris") and UTC, not the database's odd entries
+    ("Factory", "localtime", "posixrules", "EST5EDT")."""
+    return tuple(sorted(name for name in available_timezones()
+                        if name == "UTC" or ("/" in name and not name.startswith(("Etc/", "posix/", "right/")))))
+
+
 class TimingForm(FlaskForm):
     """Step 3: when the invitations and reminders go, and when the survey closes."""
     timezone = SelectField(_l("Time zone of the times below"))
@@ -89,7 +98,7 @@ class TimingForm(FlaskForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.timezone.choices = [SelectChoice(name, name) for name in sorted(available_timezones())]
+        self.timezone.choices = [SelectChoice(name, name) for name in time_zones()]
 
     def validate_quiet_hours(self, field):
         try:

@@ -221,3 +221,12 @@ def test_a_send_time_the_clocks_skip_or_repeat_is_refused(admin, alumni, moment,
                      send_at=moment.replace("02:30", "03:30"), closes_at="2031-12-01T09:00", reminders="",
                      quiet_hours="")
     assert response.status_code == 302
+
+
+def test_the_time_zones_offered_are_places(admin, alumni):
+    _step_one(admin, alumni)
+    [campaign] = _campaigns()
+    page = admin.get(f"/admin/campaigns/{campaign.id}/timing").get_data(as_text=True)
+    offered = re.findall(r'<option[^>]*value="([^"]+)"', page)
+    assert "Europe/Paris" in offered and "America/Montreal" in offered and "UTC" in offered
+    assert not {"Factory", "localtime", "posixrules"} & set(offered)
