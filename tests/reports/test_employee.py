@@ -265,3 +265,13 @@ def test_a_breakdown_nobody_has_a_value_for_is_not_shown(pulse):
     campaign, _late = pulse
     # Everyone answered without a programme: a lone "(not given)" group would be the totals again.
     assert "programme" not in employee_figures([campaign.id])["by"]
+
+
+def test_an_employee_survey_s_report_shows_no_empty_alumni_part(pulse, create_user, browser):
+    """Found by a newcomer: an employee campaign's report said "0 people invited", with empty
+    alumni rates and outcomes, above its real figures."""
+    campaign, _late = pulse
+    admin = browser(create_user(role="chair"))
+    page = admin.get(f"/reports/?campaign={campaign.id}").get_data(as_text=True)
+    assert 'id="report-employees-title"' in page
+    assert 'id="report-headline-title"' not in page and 'id="report-outcomes-title"' not in page
