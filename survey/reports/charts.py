@@ -133,6 +133,14 @@ def report_warning(text: str) -> str:
              "the whole cohort.", rate=format_percent(rate), floor=format_percent(floor))
 
 
+def outcome_order(outcomes: dict) -> list[str]:
+    """The outcome types of a report in the questionnaire's order (a published snapshot's
+    JSON has its keys sorted; the live page follows OUTCOME_TYPES); any other after them."""
+    from survey.claims.models import OUTCOME_TYPES
+
+    return [t for t in OUTCOME_TYPES if t in outcomes] + sorted(t for t in outcomes if t not in OUTCOME_TYPES)
+
+
 def report_group(value) -> str:
     """A group's name as the report shows it: the value from the imported file, or words
     for people who have none (NOT_GIVEN is stored as a code, so a published snapshot
@@ -411,7 +419,7 @@ def register_report_helpers(app: Flask) -> None:
         outcome_bars=outcome_bars, rate_intervals=rate_intervals, distribution_bar=distribution_bar,
         report_number=report_number, report_percent=report_percent, report_mean=report_mean,
         report_interval=report_interval, report_label=report_label, report_group=report_group,
-        report_warning=report_warning,
+        report_warning=report_warning, outcome_order=outcome_order,
         localised=localised, activity_rows=activity_rows, report_rates=REPORT_RATES, outcome_states=OUTCOME_STATES,
         knowledge_floor=KNOWLEDGE_FLOOR,
     )

@@ -275,3 +275,18 @@ def test_publish_this_report_keeps_the_campaign_and_the_groups_chosen(cohort, ch
     form = client.get(link).get_data(as_text=True)
     assert re.search(rf'<option selected value="{cohort.id}"|<option value="{cohort.id}" selected', form)
     assert 'value="programme"' in form
+
+
+def test_a_published_report_lists_outcomes_in_the_live_page_s_order(cohort, published, browser, chair):
+    """Found by a newcomer: the snapshot's JSON sorts its keys, and its page listed outcomes
+    alphabetically ("business created" first) while the live page follows the questionnaire."""
+    order = ["new job", "changed employer", "promotion", "raise", "business created"]
+
+    def rows(html: str) -> list[str]:
+        table = html[html.index('id="report-outcomes-title"'):]
+        table = table[:table.index("</table>")]
+        return re.findall(r"<th scope=\"row\">([^<]+)</th>", table)
+
+    public = rows(browser().get(f"/p/{published.slug}").get_data(as_text=True))
+    live = rows(browser(chair).get(f"/reports/?campaign={cohort.id}").get_data(as_text=True))
+    assert public == live == order
