@@ -62,6 +62,8 @@ def test_checks_give_the_confirmation_rate_with_its_interval(snapshot, auditor, 
     assert response.status_code == 302
     sample = db.session.scalar(select(AuditSample))
     url = f"/reports/samples/{sample.id}"
+    fresh = client.get(url).get_data(as_text=True)
+    assert "None checked yet." in fresh and "0 of 0" not in fresh
     # "Not confirmed" needs a reason: refused, nothing saved.
     refused = client.post(f"{url}/checks/1", data={"check1-verdict": "not_confirmed", "check1-note": "",
                                                    "csrf_token": token(client, url)})
