@@ -6,13 +6,14 @@ import re
 from datetime import time, timedelta
 
 import pytest
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import event, insert, select
 
 from survey.audiences.models import Stakeholder
 from survey.campaigns import services
 from survey.campaigns.models import Campaign
 from survey.extensions import db
 from survey.mail.models import OutboxMessage
+from survey.mail.suppression import suppress_address
 from tests.campaigns.helpers import counted_queries, invitations, make_campaign, now, outbox, schedule, started_campaign
 from tests.conftest import IsolatedClient
 from tests.factories import PASSWORD, csrf_token
@@ -256,7 +257,7 @@ def test_a_campaign_that_started_with_no_one_to_email_says_so(admin, alumni, mon
     _people(1)
     campaign = make_campaign(alumni)
     schedule(campaign, monkeypatch)
-    db.session.execute(update(Stakeholder).values(suppressed_at=now(), suppression_reason="hard bounce"))
+    suppress_address(db.session.scalar(select(Stakeholder.id)), "hard bounce: 550 5.1.1 no such user")
     db.session.commit()
     assert services.start_campaign(campaign.id) is True
     db.session.commit()
