@@ -5,19 +5,25 @@ are appended: the single ``audit_head`` row is bumped (an UPDATE, so the databas
 write lock serialises appends on PostgreSQL and SQLite alike), and each event is
 hashed with the one before. ``verify`` recomputes every
 hash in order and names the first event that does not match.
+
+What a person wrote about a claim is not in its event: the event holds a salted hash of
+it, the text is an ``AuditReason`` of its own, and erasing the person deletes that row
+without breaking the chain (``erase_reasons``).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy import event as orm_event
 from sqlalchemy.orm import Session
 
-from survey.audit.models import AuditEvent, AuditHead
+from survey.audit.models import AuditEvent, AuditHead, AuditReason
+from survey.audit.words import system_wrote
 from survey.core.bulk import insert_or_ignore
 from survey.core.types import utcnow
 from survey.extensions import db
@@ -26,13 +32,25 @@ GENESIS = "0" * 64
 
 
 def _digest(prev_hash: str, event_id: int, at: datetime, actor_id: int | None, actor: str, action: str,
-            subject: str, from_state: str | None, to_state: str | None, reason: str, data: dict) -> str:
-    body = json.dumps(
-        [event_id, at.isoformat(timespec="microseconds"), actor_id, actor, action, subject,
-         from_state, to_state, reason, data],
-        sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str,
-    )
+            subject: str, from_state: str | None, to_state: str | None, reason: str, data: dict,
+            reason_hash: str | None = None) -> str:
+    fields = [event_id, at.isoformat(timespec="microseconds"), actor_id, actor, action, subject,
+              from_state, to_state, reason, data]
+    if reason_hash is not None:  # events older than reasons kept apart have nine fields
+        fields.append(reason_hash)
+    body = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
+
+
+def reason_digest(salt: str, text: str) -> str:
+    """The hash of a reason kept apart, which its event's hash covers."""
+    return hashlib.sha256(f"{salt}\n{text}".encode()).hexdigest()
+
+
+def kept_apart(subject: str, reason: str) -> bool:
+    """Whether a reason is kept apart from its event: anything but the system's own words,
+    about a claim (what members, the chair and the policy quoting them wrote about a person)."""
+    return bool(reason) and subject.startswith("claim:") and not system_wrote(reason)
 
 
 def acting():
@@ -95,15 +113,22 @@ def _append(session: Session) -> None:
         head = connection.execute(_BUMP, {"count": len(pending)}).one()
     last_id, prev_hash = head  # the new last id, and the hash of the event before ours
     now = utcnow()
-    rows = []
+    rows, reasons = [], []
     for event_id, fields in enumerate(pending, start=last_id - len(pending) + 1):
+        fields["reason_hash"] = None
+        if kept_apart(fields["subject"], fields["reason"]):
+            salt = secrets.token_hex(16)
+            reasons.append({"event_id": event_id, "salt": salt, "text": fields["reason"]})
+            fields["reason"], fields["reason_hash"] = "", reason_digest(salt, fields["reason"])
         digest = _digest(prev_hash, event_id, now, fields["actor_id"], fields["actor"], fields["action"],
                          fields["subject"], fields["from_state"], fields["to_state"], fields["reason"],
-                         fields["data"])
+                         fields["data"], fields["reason_hash"])
         rows.append({"id": event_id, "at": now, "prev_hash": prev_hash, "hash": digest, **fields})
         prev_hash = digest
     # every row has every column: one INSERT for all of them
     connection.execute(_EVENTS, rows)
+    if reasons:
+        connection.execute(_REASONS, reasons)
     connection.execute(_HEAD_HASH, {"hash": prev_hash})
 
 
@@ -113,6 +138,7 @@ _head, _events = AuditHead.__table__, AuditEvent.__table__
 _BUMP = (_head.update().where(_head.c.id == 1).values(last_id=_head.c.last_id + bindparam("count"))
          .returning(_head.c.last_id, _head.c.last_hash))
 _EVENTS = _events.insert()
+_REASONS = AuditReason.__table__.insert()
 _HEAD_HASH = _head.update().where(_head.c.id == 1).values(last_hash=bindparam("hash"))
 
 
@@ -120,6 +146,16 @@ _HEAD_HASH = _head.update().where(_head.c.id == 1).values(last_hash=bindparam("h
 def _forget(session: Session) -> None:
     """A transaction that rolled back recorded nothing."""
     session.info.pop(PENDING, None)
+
+
+def erase_reasons(subjects: list[str]) -> int:
+    """Delete what people wrote in the trail about these subjects ("claim:7"); returns how
+    many reasons went. Their events stay, and the chain still verifies."""
+    if not subjects:
+        return 0
+    events = select(AuditEvent.id).where(AuditEvent.subject.in_(subjects), AuditEvent.reason_hash.is_not(None))
+    return db.session.execute(delete(AuditReason).where(AuditReason.event_id.in_(events))
+                              .execution_options(synchronize_session=False)).rowcount
 
 
 @dataclass
@@ -148,28 +184,32 @@ def verify(batch: int = 5000, *, after: tuple[int, str] = (0, GENESIS)) -> Verif
     last_id, prev_hash = after
     checked = 0
     head = db.session.execute(select(AuditHead.last_id, AuditHead.last_hash).where(AuditHead.id == 1)).one_or_none()
-    table = AuditEvent.__table__
+    table, kept = AuditEvent.__table__, AuditReason.__table__
     upto = [table.c.id <= head.last_id] if head is not None else []
     columns = [table.c[name] for name in (
         "id", "at", "actor_id", "actor", "action", "subject", "from_state", "to_state", "reason", "data",
-        "prev_hash", "hash")]
+        "reason_hash", "prev_hash", "hash")] + [kept.c.salt, kept.c.text]
 
     def broken(event_id: int, problem: str) -> Verification:
         return Verification(False, checked, event_id, problem, last_id, prev_hash)
 
     while True:
         rows = db.session.execute(
-            select(*columns).where(table.c.id > last_id, *upto).order_by(table.c.id).limit(batch)).all()
+            select(*columns).select_from(table.outerjoin(kept, kept.c.event_id == table.c.id))
+            .where(table.c.id > last_id, *upto).order_by(table.c.id).limit(batch)).all()
         if not rows:
             break
-        for event_id, at, actor_id, actor, action, subject, from_state, to_state, reason, data, prev, digest in rows:
+        for (event_id, at, actor_id, actor, action, subject, from_state, to_state, reason, data, reason_hash,
+             prev, digest, salt, text) in rows:
             if event_id != last_id + 1:
                 return broken(last_id + 1, f"event {last_id + 1} is missing")
             if prev != prev_hash:
                 return broken(event_id, "its previous hash does not match the event before")
             if _digest(prev_hash, event_id, at, actor_id, actor, action, subject, from_state, to_state, reason,
-                       data) != digest:
+                       data, reason_hash) != digest:
                 return broken(event_id, "its content does not match its hash")
+            if text is not None and (reason_hash is None or reason_digest(salt, text) != reason_hash):
+                return broken(event_id, "its reason does not match its hash")
             last_id, prev_hash, checked = event_id, digest, checked + 1
     if head is not None and (head.last_id != last_id or head.last_hash != prev_hash):
         return broken(last_id + 1 if head.last_id > last_id else last_id,

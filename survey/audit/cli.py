@@ -3,12 +3,17 @@
 The export is one JSON object per line, in chain order, with everything an auditor
 needs to recompute every hash without this code::
 
-    body = json.dumps([id, at, actor_id, actor, action, subject, from, to, reason, data],
-                      sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    fields = [id, at, actor_id, actor, action, subject, from, to, reason, data]
+    if reason_hash is not None:
+        fields.append(reason_hash)
+    body = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     hash = sha256(f"{prev_hash}\\n{body}".encode()).hexdigest()
 
 (``at`` exactly as exported; the first event's ``prev_hash`` is 64 zeros; each
-event's ``prev_hash`` is the ``hash`` of the one before). The export is itself
+event's ``prev_hash`` is the ``hash`` of the one before). What a person wrote about a
+claim is kept apart from its event: ``reason`` is then empty, ``reason_hash`` is
+``sha256(f"{salt}\\n{text}")`` and ``reason_kept`` holds ``{"salt", "text"}``, or null
+once the person was erased (the text went; the chain still verifies). The export is itself
 recorded in the trail (action ``export``) with the number of events, the last
 hash and the SHA-256 of the exported bytes.
 """
@@ -40,7 +45,8 @@ def export_line(event: AuditEvent) -> str:
         "id": event.id, "at": event.at.isoformat(timespec="microseconds"), "actor_id": event.actor_id,
         "actor": event.actor, "action": event.action, "subject": event.subject, "from": event.from_state,
         "to": event.to_state, "reason": event.reason, "data": event.data, "prev_hash": event.prev_hash,
-        "hash": event.hash,
+        "hash": event.hash, "reason_hash": event.reason_hash,
+        "reason_kept": {"salt": event.kept.salt, "text": event.kept.text} if event.kept is not None else None,
     }, ensure_ascii=False, sort_keys=True, default=str)
 
 
@@ -93,7 +99,8 @@ def verify_command() -> None:
               help="Write to this file (default: standard output).")
 def export_command(out_path: Path | None) -> None:
     """Every event as JSON lines (id, at, actor_id, actor, action, subject, from, to,
-    reason, data, prev_hash, hash), to re-verify the chain independently."""
+    reason, data, reason_hash, reason_kept, prev_hash, hash), to re-verify the chain
+    independently."""
     if out_path is None:
         summary = export_trail(sys.stdout)
     else:

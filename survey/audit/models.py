@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import BigInteger, ForeignKey, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from survey.core.types import JSONType, UTCDateTime, utcnow
 from survey.extensions import db
@@ -28,11 +28,41 @@ class AuditEvent(db.Model):
     subject: Mapped[str] = mapped_column(String(100), index=True)
     from_state: Mapped[str | None] = mapped_column(String(40))
     to_state: Mapped[str | None] = mapped_column(String(40))
+    #: a reason the system wrote ("committee votes: approve, approve"); what a person wrote
+    #: about a claim is kept apart (``kept``) and this is empty
     reason: Mapped[str] = mapped_column(Text, default="")
+    #: the salted hash of the reason kept apart, which the event's hash covers; NULL when
+    #: there is none (and for events older than the separation)
+    reason_hash: Mapped[str | None] = mapped_column(String(64))
     #: anything else worth keeping (verdict, reviewer ids, content hash…)
     data: Mapped[dict] = mapped_column(JSONType, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+    kept: Mapped[AuditReason | None] = relationship(lazy="selectin", viewonly=True)
+
+    @property
+    def written_reason(self) -> str | None:
+        """The reason as written, wherever it is kept; None once it was erased."""
+        if self.reason_hash is None:
+            return self.reason
+        return self.kept.text if self.kept is not None else None
+
+
+class AuditReason(db.Model):
+    """What a person wrote about a claim (a vote's comment, a chair's reason, a conflict),
+    kept apart from its event so that erasing the person can delete it.
+
+    The event's hash covers ``reason_hash``, a hash of the salt and the text: the chain
+    still verifies once the row is gone, and the hash left behind cannot be tested against
+    guesses, since the salt went with the text."""
+
+    __tablename__ = "audit_reasons"
+
+    event_id: Mapped[int] = mapped_column(BigInteger().with_variant(db.Integer, "sqlite"),
+                                          ForeignKey("audit_events.id"), primary_key=True, autoincrement=False)
+    salt: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text)
 
 
 class AuditHead(db.Model):

@@ -15,7 +15,7 @@ from survey.accounts.models import User
 from survey.audiences.models import ERASED, Stakeholder
 from survey.audit.checks import current
 from survey.audit.models import AuditEvent
-from survey.audit.words import written_by_a_person
+from survey.audit.words import shown_reason
 from survey.campaigns.recipients import page_links
 from survey.claims.models import Claim
 from survey.core.authorisation import allowed
@@ -31,6 +31,7 @@ MAX_PAGE = 10**9
 PROBLEMS = {
     "its previous hash does not match the event before": _l("its previous hash does not match the event before"),
     "its content does not match its hash": _l("its content does not match its hash"),
+    "its reason does not match its hash": _l("its reason does not match its hash"),
     "events after it are missing (the chain's head is further on)":
         _l("events after it are missing (the chain's head is further on)"),
 }
@@ -69,13 +70,12 @@ def trail():
     emails = dict(db.session.execute(select(User.id, User.email).where(User.id.in_(actor_ids))).all()) \
         if actor_ids else {}
     actions = db.session.scalars(select(AuditEvent.action).distinct().order_by(AuditEvent.action)).all()
-    # What people wrote about an erased person's claim is not shown (their comments went).
+    # What people wrote about an erased person's claim is not shown (it went with their data).
     claim_ids = {int(e.subject[6:]) for e in events if e.subject.startswith("claim:") and e.subject[6:].isdigit()}
-    erased = set(db.session.scalars(
+    erased = {f"claim:{claim_id}" for claim_id in db.session.scalars(
         select(Claim.id).join(Stakeholder, Stakeholder.id == Claim.stakeholder_id)
-        .where(Claim.id.in_(claim_ids), Stakeholder.suppression_reason == ERASED))) if claim_ids else set()
-    hidden = {e.id for e in events if e.reason and e.subject.startswith("claim:") and e.subject[6:].isdigit()
-              and int(e.subject[6:]) in erased and written_by_a_person(e.actor_id, e.actor)}
+        .where(Claim.id.in_(claim_ids), Stakeholder.suppression_reason == ERASED))} if claim_ids else set()
+    hidden = {e.id for e in events if shown_reason(e, e.subject in erased) is None}
     return render_template(
         "audit/trail.html", events=events, emails=emails, hidden=hidden,
         actions=actions, subject=subject, action=action,

@@ -74,10 +74,20 @@ def reason_words(reason: str | None) -> str:
     return str(SYSTEM_REASONS.get(reason, reason))
 
 
-def written_by_a_person(actor_id: int | None, actor: str) -> bool:
-    """A reason a person typed (a member's vote, the chair's decision, the respondent), not
-    one the system wrote: what an erasure must hide."""
-    return actor_id is not None or actor == "respondent"
+def system_wrote(reason: str) -> bool:
+    """A reason in the system's own words (nothing a person wrote, nor quotes of it)."""
+    return (reason in SYSTEM_REASONS or _VOTES.match(reason) is not None or reason.startswith("RETENTION_")
+            or not reason)
+
+
+def shown_reason(event, subject_erased: bool) -> str | None:
+    """The reason an event's reader may see; None where it reads as erased: kept apart and
+    deleted with the person, or, in events older than reasons kept apart (their text is in
+    the chain), written about an erased person's claim: anything but the system's words."""
+    text = event.written_reason
+    if text and event.reason_hash is None and subject_erased and not system_wrote(text):
+        return None
+    return text
 
 
 def erased_words() -> str:

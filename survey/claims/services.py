@@ -527,12 +527,13 @@ def what_the_committee_asked(claim: Claim) -> str:
 
     if claim.state != "needs_evidence":
         return ""
-    return db.session.scalar(
-        select(AuditEvent.reason)
+    event = db.session.scalar(
+        select(AuditEvent)
         .where(AuditEvent.subject == f"claim:{claim.id}", AuditEvent.action == "transition",
                AuditEvent.to_state == "needs_evidence")
         .order_by(AuditEvent.id.desc()).limit(1)
-    ) or ""
+    )
+    return (event.written_reason or "") if event is not None else ""
 
 
 def _content_hash(text: str) -> str:

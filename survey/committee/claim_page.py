@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from survey.accounts.models import User
 from survey.audit.models import AuditEvent
-from survey.audit.words import ACTIONS, ACTORS, erased_words, reason_words, written_by_a_person
+from survey.audit.words import ACTIONS, ACTORS, erased_words, reason_words, shown_reason
 from survey.claims.models import Claim, Review
 from survey.extensions import db
 from survey.respond.forms import localized
@@ -141,14 +141,14 @@ def claim_history(claim: Claim, viewer: User) -> list[HistoryItem]:
     names = {user.id: user.name or user.email
              for user in db.session.scalars(select(User).where(User.id.in_(reviewer_ids)))} if reviewer_ids else {}
     votes_visible = sees_all_votes(viewer, claim)
-    # The person erased: their review comments went, and what people wrote about their claim
-    # goes from the page too (the trail keeps its hashed text: see the audit trail's notes).
+    # The person erased: what people wrote about their claim went with their data.
     erased = claim.claimant.erased
     items = []
     for event, user in events:
         data = event.data if isinstance(event.data, dict) else {}
         mine = event.actor_id == viewer.id
-        reason, detail = event.reason, ""
+        shown = shown_reason(event, erased)
+        reason, detail = (shown if shown is not None else erased_words()), ""
         if event.action == "vote":
             if votes_visible or mine:
                 detail = str(LABELS.get(data.get("verdict"), data.get("verdict", "")))
@@ -162,8 +162,6 @@ def claim_history(claim: Claim, viewer: User) -> list[HistoryItem]:
             detail = names.get(data["reviewer"], f"#{data['reviewer']}")
         elif event.action == "evidence_added" and "evidence" in data:
             detail = _("evidence #%(id)s", id=data["evidence"])
-        if erased and reason and written_by_a_person(event.actor_id, event.actor):
-            reason = erased_words()
         if user is not None:
             actor = user.name or user.email
         else:

@@ -2,14 +2,16 @@
 
 What goes: contact fields (email, names), attributes, free-text and file answers,
 drafts, evidence (rows and files), the claims' details and the committee's comments
-on them, declared conflicts naming them, every link token (survey, opt-out,
-evidence), and their address in SMTP replies. Emails still queued are cancelled.
+on them (in the audit trail too), declared conflicts naming them, every link token
+(survey, opt-out, evidence), and their address in SMTP replies. Emails still queued
+are cancelled.
 
 What stays: a stub of the person (kind, locale) flagged ``erased`` and suppressed, so
 that invitations, closed answers and claim states still count; published reports
-(frozen bytes); the audit chain, which is append-only and hash-chained (it keeps the
-proof of every decision, a legal-obligation exception to erasure) and gains one
-``erasure`` event with counts, never the address. Anonymous answers are not linked
+(frozen bytes); the audit chain's events, which are append-only and hash-chained (they
+keep the proof of every decision, a legal-obligation exception to erasure: who did what,
+when, from which state to which), with the hash of each reason erased in place of its
+text, and one ``erasure`` event more, with counts, never the address. Anonymous answers are not linked
 to anyone, so there is nothing to find.
 """
 from __future__ import annotations
@@ -22,7 +24,7 @@ from flask import current_app
 from sqlalchemy import delete, func, select, update
 
 from survey.audiences.models import ERASED, Stakeholder
-from survey.audit.chain import record
+from survey.audit.chain import erase_reasons, record
 from survey.campaigns.models import Campaign, Invitation, Response
 from survey.claims.models import Claim, Conflict, Review
 from survey.core.types import utcnow
@@ -116,6 +118,7 @@ def erase_person(person: Stakeholder, *, actor="cli", reason: str = "erasure req
         if claim.revoked_reason is not None:
             claim.revoked_reason = ERASED
     if claims:
+        report.add("reasons in the audit trail", erase_reasons([f"claim:{c.id}" for c in claims]))
         report.add("review comments", db.session.execute(
             update(Review).where(Review.claim_id.in_([c.id for c in claims]), Review.comment != "")
             .values(comment="").execution_options(synchronize_session=False)).rowcount)

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select, update
 
 from survey.audit.chain import record, verify
-from survey.audit.models import AuditEvent
+from survey.audit.models import AuditEvent, AuditReason
 from survey.extensions import db
 from tests.audit.test_chain import _tamper
 
@@ -125,7 +125,8 @@ def test_a_tampered_chain_is_shown_broken_at_its_first_bad_link(client, create_u
 
 def test_a_deleted_event_is_shown_missing(client, create_user, login):
     _events(6)
-    _tamper(AuditEvent.__table__.delete().where(AuditEvent.id == 2))
+    _tamper(AuditReason.__table__.delete().where(AuditReason.event_id == 2),
+            AuditEvent.__table__.delete().where(AuditEvent.id == 2))
     login(create_user("chair"))
     assert "The chain is broken at event 2: event 2 is missing." in _trail(client)
 
@@ -161,9 +162,14 @@ def _reverify(lines: list[dict]) -> None:
     for position, event in enumerate(lines, start=1):
         assert event["id"] == position
         assert event["prev_hash"] == previous
-        body = json.dumps([event["id"], event["at"], event["actor_id"], event["actor"], event["action"],
-                           event["subject"], event["from"], event["to"], event["reason"], event["data"]],
-                          sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        fields = [event["id"], event["at"], event["actor_id"], event["actor"], event["action"],
+                  event["subject"], event["from"], event["to"], event["reason"], event["data"]]
+        if event["reason_hash"] is not None:  # a reason kept apart: the hash covers its hash
+            fields.append(event["reason_hash"])
+            if event["reason_kept"] is not None:
+                kept = event["reason_kept"]
+                assert hashlib.sha256(f"{kept['salt']}\n{kept['text']}".encode()).hexdigest() == event["reason_hash"]
+        body = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         assert hashlib.sha256(f"{previous}\n{body}".encode()).hexdigest() == event["hash"], position
         previous = event["hash"]
 
@@ -178,7 +184,8 @@ def test_cli_export_lines_re_verify_and_the_export_is_recorded(app, app_ctx, tmp
     lines = [json.loads(line) for line in raw.decode().splitlines()]
     assert len(lines) == 7
     assert set(lines[0]) == {"id", "at", "actor_id", "actor", "action", "subject", "from", "to", "reason", "data",
-                             "prev_hash", "hash"}
+                             "reason_hash", "reason_kept", "prev_hash", "hash"}
+    assert (lines[2]["reason"], lines[2]["reason_kept"]["text"]) == ("", "reason 3")  # written about a claim
     assert lines[2]["data"] == {"n": 3, "text": "é"} and lines[2]["from"] == "submitted"
     _reverify(lines)
 

@@ -412,7 +412,7 @@ def test_a_split_waits_for_the_chair_who_must_give_a_reason(reviewed, second):
     assert (claim.state, claim.decided_by_id, claim.decision_reason) == (
         "inconclusive", chair.id, "the employer did not answer")
     decision = events(claim, "transition")[-1]
-    assert (decision.actor, decision.actor_id, decision.reason) == (
+    assert (decision.actor, decision.actor_id, decision.written_reason) == (
         f"user:{chair.id}", chair.id, "the employer did not answer")
     assert not services.awaiting_chair(claim)
 
@@ -445,7 +445,7 @@ def test_need_evidence_asks_the_respondent(reviewed):
     assert (request.invitation_id, request.sequence, request.status) == (
         claim.response.invitation_id, 1, "queued")
     decision = events(claim, "transition")[-1]
-    assert (decision.actor, decision.to_state, decision.reason) == ("policy", "needs_evidence", "a payslip, please")
+    assert (decision.actor, decision.to_state, decision.written_reason) == ("policy", "needs_evidence", "a payslip, please")
     with pytest.raises(InvalidState):  # nothing to vote on until the evidence comes
         services.chair_decide(claim, "proven", "fine", chair=reviewed.chair)
 
@@ -527,7 +527,7 @@ def test_a_declared_conflict_hands_the_claim_to_someone_else_for_good(reviewed, 
     assert (conflict.user_id, conflict.stakeholder_id, conflict.reason) == (a.id, reviewed.person.id, "my neighbour")
     assert reviewers(claim) == [reviewed.b.id, spare.id]
     [declared] = events(claim, "conflict")
-    assert (declared.actor_id, declared.reason) == (a.id, "my neighbour")
+    assert (declared.actor_id, declared.written_reason) == (a.id, "my neighbour")
     assert events(claim, "assignment")[-1].data == {"reviewer": spare.id}
     with pytest.raises(NotFound):  # a stepped aside: no vote
         services.record_vote(review, "approve", "", reviewer=a)
@@ -846,7 +846,7 @@ def test_revoking_needs_a_proven_claim_and_a_reason(reviewed, submit, monkeypatc
     db.session.commit()
     assert (claim.state, claim.revoked_reason) == ("revoked", "the employer denied it")
     last = events(claim, "transition")[-1]
-    assert (last.actor_id, last.from_state, last.to_state, last.reason) == (
+    assert (last.actor_id, last.from_state, last.to_state, last.written_reason) == (
         chair.id, "proven", "revoked", "the employer denied it")
 
 

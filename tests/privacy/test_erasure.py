@@ -4,8 +4,8 @@ from __future__ import annotations
 from sqlalchemy import func, select, update
 
 from survey.audiences.models import Stakeholder
-from survey.audit.chain import verify
-from survey.audit.models import AuditEvent
+from survey.audit.chain import record, verify
+from survey.audit.models import AuditEvent, AuditReason
 from survey.campaigns.models import Response
 from survey.claims.models import Claim, Evidence
 from survey.core.types import utcnow
@@ -187,4 +187,58 @@ def test_what_the_committee_wrote_about_an_erased_person_leaves_the_pages(story,
     for page in (chair.get(f"/committee/claims/{story.claim.id}"), auditor.get("/audit/")):
         body = page.get_data(as_text=True)
         assert words not in body and "(removed: the person&#39;s data was erased)" in body
-    assert verify().ok  # the trail itself is untouched
+    assert verify().ok  # the trail's events are untouched
+
+
+def _split_on_evidence(story, words: str, asked: str) -> None:
+    """One member approves with ``words``, the other asks for evidence with ``asked``: the
+    policy's reason for "needs evidence" quotes the request."""
+    from survey.claims import services as claims
+
+    first, second = [r for r in story.claim.reviews if r.active][:2]
+    claims.record_vote(first, "approve", words, reviewer=first.reviewer)
+    claims.record_vote(second, "need_evidence", asked, reviewer=second.reviewer)
+    db.session.commit()
+    assert story.claim.state == "needs_evidence"
+
+
+def test_what_was_written_about_the_person_leaves_the_trail_itself(story, cli, browser, create_user):
+    """The words are deleted from the database, not only hidden: the chain hashes a salted
+    hash of them, and still verifies once they are gone."""
+    words, asked = "Zoe's manager at ACME confirmed", "a payslip from ACME, please"
+    _split_on_evidence(story, words, asked)
+    record("vote", f"claim:{story.claim.id + 1}", actor="system", reason="about someone else")
+    db.session.commit()
+    kept_for_others = db.session.scalar(select(func.count()).select_from(AuditReason))
+    assert words in stored_text() and asked in stored_text()
+
+    result = cli("people", "erase", EMAIL, "--yes")
+
+    assert result.exit_code == 0 and "reasons in the audit trail: 3" in result.output, result.output
+    text = stored_text()
+    assert words not in text and asked not in text  # the vote's, the request's, the policy's quote
+    assert db.session.scalar(select(func.count()).select_from(AuditReason)) == kept_for_others - 3
+    assert "about someone else" in text  # what was written about another claim stays
+    assert verify().ok
+    body = browser(create_user(role="auditor")).get("/audit/").get_data(as_text=True)
+    assert asked not in body and body.count("(removed: the person&#39;s data was erased)") == 3
+    events = db.session.scalars(select(AuditEvent).where(AuditEvent.subject == f"claim:{story.claim.id}",
+                                                         AuditEvent.reason_hash.is_not(None))).all()
+    assert len(events) == 3 and {event.written_reason for event in events} == {None}
+
+
+def test_reasons_written_before_they_were_kept_apart_leave_the_pages(story, cli, browser, create_user, monkeypatch):
+    """Events from before reasons were kept apart hold their text in the chain: the pages hide
+    it, the policy's quote of a member's request included (found in review: it was shown)."""
+    monkeypatch.setattr("survey.audit.chain.kept_apart", lambda subject, reason: False)
+    asked = "a payslip from ACME, please"
+    _split_on_evidence(story, "fine", asked)
+    chair = browser(create_user(role="chair"))
+    assert asked in chair.get(f"/committee/claims/{story.claim.id}").get_data(as_text=True)
+
+    assert cli("people", "erase", EMAIL, "--yes").exit_code == 0
+    for page in (chair.get(f"/committee/claims/{story.claim.id}"),
+                 browser(create_user(role="auditor")).get("/audit/")):
+        body = page.get_data(as_text=True)
+        assert asked not in body and "(removed: the person&#39;s data was erased)" in body
+    assert verify().ok
