@@ -16,7 +16,9 @@ from survey.core.errors import ServiceError
 from survey.core.redirects import safe_next
 from survey.extensions import limiter
 
-#: Stored codes → words people read (statuses, kinds, privacy modes).
+#: Stored codes → words people read (statuses, kinds, privacy modes). The statuses are
+#: a campaign's, an invitation's or an email's (an invitation or a reminder): feminine nouns
+#: in French, and their words agree ("Relance 1 envoyée").
 LABELS = {
     "draft": _l("draft"), "scheduled": _l("scheduled"), "sending": _l("sending"), "open": _l("open"),
     "closed": _l("closed"), "queued": _l("queued"), "sent": _l("sent"), "failed": _l("failed"),

@@ -224,6 +224,12 @@ def test_each_recipient_and_every_email_sent_to_them(admin, logged_campaign):
     assert ">cancelled<" in eve and ">opted out<" in eve
 
 
+def test_in_french_the_statuses_agree_with_the_invitation_and_the_reminder(admin, logged_campaign):
+    page = admin.get(f"/admin/campaigns/{logged_campaign.id}", headers={"Accept-Language": "fr"})
+    ada = _row_of(page.get_data(as_text=True), "ada@example.org")
+    assert "Invitation</strong>" in ada and ">envoyée<" in ada and ">envoyé<" not in ada
+
+
 def test_text_from_outside_is_escaped(admin, logged_campaign):
     page = _page(admin, f"/admin/campaigns/{logged_campaign.id}")
     assert "<script>" not in page
