@@ -12,6 +12,7 @@ from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from survey.core.authorisation import RoleRefused
 from survey.core.errors import ServiceError
 from survey.core.redirects import safe_next
 from survey.extensions import limiter
@@ -129,6 +130,10 @@ def register_web(app: Flask) -> None:
                 response.headers["WWW-Authenticate"] = 'Bearer realm="attest"'
             return response
         title, message = HTTP_ERRORS.get(exc.code, (exc.name, exc.description))
+        if isinstance(exc, RoleRefused):
+            message = _("This page is for the roles: %(roles)s. Your account's role is %(role)s: roles are kept "
+                        "apart on purpose, so that no one checks their own work.",
+                        roles=", ".join(str(LABELS.get(r, r)) for r in exc.roles), role=LABELS.get(exc.role, exc.role))
         if exc.code == 413:
             title = _("Too large")
             message = _("What was sent is too large: a file, most likely. Go back: what you typed is still on "

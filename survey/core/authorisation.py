@@ -24,6 +24,7 @@ from functools import wraps
 from flask import abort
 from flask_login import current_user, login_required
 from sqlalchemy import select
+from werkzeug.exceptions import Forbidden
 
 import survey.accounts.access  # noqa: F401  (registers Flask-Login's user loader)
 from survey.extensions import db
@@ -175,6 +176,14 @@ def require(action: str, obj, actor=None):
     return obj
 
 
+class RoleRefused(Forbidden):
+    """A staff page the user's role may not open; the error page names the roles that may."""
+
+    def __init__(self, roles: frozenset[str], role: str | None):
+        super().__init__()
+        self.roles, self.role = sorted(roles), role
+
+
 def allowed(action: str, kind: str):
     """A staff view: logged in (else the login page), and a role the table allows (else 403).
     Which object is then the view's business, through ``require``."""
@@ -185,7 +194,7 @@ def allowed(action: str, kind: str):
         @login_required
         def wrapped(*args, **kwargs):
             if not can(current_user, action, kind):
-                abort(403)
+                raise RoleRefused(roles_for(action, kind) - {API}, role_of(current_user))
             return view(*args, **kwargs)
 
         wrapped.permission = (action, kind)

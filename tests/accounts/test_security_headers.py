@@ -46,3 +46,17 @@ def test_the_session_cookie_is_secure_httponly_and_samesite(browser, create_user
     flags = {part.strip().split("=")[0].lower(): part.strip() for part in cookie.split(";")[1:]}
     assert "secure" in flags and "httponly" in flags
     assert flags["samesite"].lower() == "samesite=lax"
+
+
+def test_a_page_of_another_role_says_whose_it_is(browser, create_user):
+    """An admin opening the claims or the trail met "ask an administrator": the page now says
+    which roles it is for, and that roles are kept apart on purpose."""
+    admin = browser(create_user(role="admin"))
+    for path in ("/committee/claims", "/audit/"):
+        response = admin.get(path)
+        body = response.get_data(as_text=True)
+        assert response.status_code == 403, path
+        assert "This page is for the roles: auditor, chair." in body, path
+        assert "Your account&#39;s role is admin" in body and "Ask an administrator" not in body
+    french = admin.get("/audit/", headers={"Accept-Language": "fr"}).get_data(as_text=True)
+    assert "auditeur" in french and "Roles" not in french
