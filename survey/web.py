@@ -9,13 +9,14 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel.speaklater import LazyString
 from flask_limiter.errors import RateLimitExceeded
+from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from survey.core.authorisation import RoleRefused
 from survey.core.errors import ServiceError
 from survey.core.redirects import safe_next
-from survey.extensions import limiter
+from survey.extensions import db, limiter
 
 #: Stored codes → words people read (statuses, kinds, privacy modes). The statuses are
 #: a campaign's, an invitation's or an email's (an invitation or a reminder): feminine nouns
@@ -189,6 +190,9 @@ def register_web(app: Flask) -> None:
         lang = request.form.get("lang")
         if lang in app.config["LANGUAGES"]:
             session["lang"] = lang
+            if current_user.is_authenticated and current_user.locale != lang:
+                current_user.locale = lang  # a staff member's emails follow
+                db.session.commit()
         return redirect(safe_next(request.form.get("next")) or url_for("accounts.home"))
 
     @app.context_processor

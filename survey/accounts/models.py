@@ -51,6 +51,9 @@ class User(UserMixin, db.Model):
     #: a random value inside every session cookie of this user (``get_id``); replaced on
     #: logout and on a password change, which ends every session that holds the old one
     session_token: Mapped[str] = mapped_column(String(64), default=new_session_token)
+    #: the language they use the service in (at their last login, or chosen since with the
+    #: language switch); their emails are in it. NULL: not logged in yet (the default language)
+    locale: Mapped[str | None] = mapped_column(String(8))
 
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive users

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 
@@ -46,8 +47,12 @@ def login():
         if user is None:
             flash(_("Wrong email or password."), "error")
         else:
-            db.session.commit()  # keeps a rehashed password
-            session.clear()  # a fresh session on login: nothing from before carries over
+            # the language of the login page (chosen there, else the browser's): their emails' too
+            user.locale, chosen = str(get_locale()), session.get("lang")
+            db.session.commit()  # keeps a rehashed password, and the language
+            session.clear()  # a fresh session on login: nothing from before carries over...
+            if chosen:
+                session["lang"] = chosen  # ...but a language chosen on the login page
             login_user(user)
             mark_fresh()
             return redirect(safe_next(request.args.get("next")) or _home_url())

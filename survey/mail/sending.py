@@ -371,12 +371,12 @@ def _staff_not_wanted(message) -> str | None:
 
 
 def build_staff_email(message: OutboxMessage, message_id: str) -> EmailMessage:
-    """A reviewer's overdue reviews or the chair's digest, in the service's default
-    language (staff accounts have no language of their own)."""
+    """A reviewer's overdue reviews or the chair's digest, in the language they use the
+    service in (the default language until their first login)."""
     from survey.claims.reminders import chair_digest, overdue_reviews
 
     user = message.user
-    locale = current_app.config["BABEL_DEFAULT_LOCALE"]
+    locale = user.locale or current_app.config["BABEL_DEFAULT_LOCALE"]
     base = current_app.config["BASE_URL"]
     now = utcnow()
     with force_locale(locale):

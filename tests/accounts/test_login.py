@@ -227,3 +227,33 @@ def test_the_log_in_request_speaks_the_visitor_s_language(client):
     response = client.get("/admin/campaigns/", headers={"Accept-Language": "fr"}, follow_redirects=True)
     body = response.get_data(as_text=True)
     assert "Please log in" not in body and "Veuillez vous connecter pour ouvrir cette page." in body
+
+
+# --------------------------------------------------------------------------- language
+
+def test_the_language_of_the_login_is_kept_for_the_staff_member_s_emails(client, create_user):
+    from survey.accounts.models import User
+    from survey.extensions import db
+
+    user = create_user(role="committee")
+    assert user.locale is None  # never logged in: their emails are in the default language
+    token = csrf_token(client)
+    client.post("/login", data={"email": user.email, "password": PASSWORD, "csrf_token": token},
+                headers={"Accept-Language": "fr-FR,fr;q=0.9"})
+    db.session.expire_all()
+    assert db.session.get(User, user.id).locale == "fr"
+
+    # the language switch, once logged in, changes it too
+    token = csrf_token(client, "/committee/")
+    client.post("/language", data={"lang": "en", "next": "/committee/", "csrf_token": token})
+    db.session.expire_all()
+    assert db.session.get(User, user.id).locale == "en"
+
+
+def test_a_language_chosen_on_the_login_page_outlives_the_login(client, create_user):
+    user = create_user(role="admin")
+    client.get("/login", headers=EN)
+    client.post("/language", data={"lang": "fr", "next": "/login", "csrf_token": csrf_token(client)}, headers=EN)
+    response = _post_login(client, user.email, PASSWORD)  # an English browser
+    assert response.status_code == 302
+    assert '<html lang="fr">' in client.get("/admin/campaigns/", headers=EN).get_data(as_text=True)

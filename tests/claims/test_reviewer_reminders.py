@@ -250,6 +250,26 @@ def test_overdue_reviewers_and_the_chair_get_one_email_each_per_week(app, member
     assert "List-Unsubscribe" not in caught[chair.email]  # staff emails are part of the job
 
 
+def test_each_member_s_email_is_in_the_language_they_use_the_service_in(app, member, submit, smtp_server,
+                                                                        monkeypatch):
+    from survey.claims.reminders import queue_committee_reminders
+    from survey.mail.sending import send_batch
+
+    monkeypatch.setitem(app.config, "BABEL_DEFAULT_LOCALE", "en")
+    french, english, never_logged_in = member(), member(), member()
+    french.locale, english.locale = "fr", "en"  # as their last login recorded (tests/accounts)
+    for claim in submit(("new_job", "raise", "promotion")):
+        _assigned_ago(claim, 8)
+    queue_committee_reminders(utcnow())
+    db.session.commit()
+
+    send_batch(50)
+    subjects = {message["to"][0]: message["message"]["Subject"] for message in smtp_server.messages}
+    assert subjects[french.email].startswith("Comité d’impact :")
+    assert subjects[english.email].startswith("Impact committee")
+    assert subjects[never_logged_in.email].startswith("Impact committee")  # the default language
+
+
 def test_a_reminder_queued_before_the_vote_is_not_sent_after_it(member, submit, smtp_server):
     from survey.claims.reminders import queue_committee_reminders
     from survey.mail.sending import send_batch
