@@ -2,8 +2,10 @@
 
 A snapshot stores the published document as canonical JSON bytes (served as they
 are, so they can be hashed and compared byte for byte), the hash of the inputs the
-figures came from, the code version that computed them, and its trace: one row per
-claim behind the figures, pseudonymised, as it stood at publication. Nothing of a
+figures came from, the code version that computed them, the audit chain's head as it
+stood (an anchor outside the database: anyone who kept the report can tell whether the
+trail before it was rewritten since), and its trace: one row per claim behind the
+figures, pseudonymised, as it stood at publication. Nothing of a
 snapshot changes afterwards; a correction is a new snapshot that names the one it
 replaces and says why.
 """
@@ -27,7 +29,8 @@ from sqlalchemy.exc import DBAPIError
 from config import BASE_DIR
 from survey.accounts.models import User
 from survey.audiences.models import Stakeholder
-from survey.audit.chain import record
+from survey.audit.chain import GENESIS, record
+from survey.audit.models import AuditHead
 from survey.campaigns.models import Invitation, Response
 from survey.claims.models import Claim, Evidence, Review
 from survey.core.errors import InvalidState, PermissionDenied, ValidationFailed
@@ -78,7 +81,7 @@ def publish(user: User, selection: Selection, title: str, *, replaces: ReportSna
         "correction_reason": snapshot.correction_reason,
         "published_at": snapshot.published_at.isoformat(timespec="seconds"),
         "parameters": snapshot.parameters, "code_version": snapshot.code_version, "inputs_sha256": inputs,
-        "report": document,
+        "audit_head": audit_head(), "report": document,
     })
     snapshot.content_sha256 = hashlib.sha256(snapshot.content).hexdigest()
     db.session.add(snapshot)
@@ -88,6 +91,13 @@ def publish(user: User, selection: Selection, title: str, *, replaces: ReportSna
            data={"version": snapshot.version, "replaces": replaces.slug if replaces else None,
                  "campaigns": campaign_ids, "content_sha256": snapshot.content_sha256, "inputs_sha256": inputs})
     return snapshot
+
+
+def audit_head() -> dict:
+    """The audit chain's last event and its hash, as this transaction sees them (before the
+    publication's own event): ``{"event": 0, "hash": GENESIS}`` for an empty trail."""
+    head = db.session.execute(select(AuditHead.last_id, AuditHead.last_hash).where(AuditHead.id == 1)).one_or_none()
+    return {"event": head.last_id, "hash": head.last_hash} if head is not None else {"event": 0, "hash": GENESIS}
 
 
 def read_consistently() -> None:

@@ -290,3 +290,44 @@ def test_a_published_report_lists_outcomes_in_the_live_page_s_order(cohort, publ
     public = rows(browser().get(f"/p/{published.slug}").get_data(as_text=True))
     live = rows(browser(chair).get(f"/reports/?campaign={cohort.id}").get_data(as_text=True))
     assert public == live == order
+
+
+def _rewrite_the_trail_from(event_id: int, **change) -> None:
+    """What someone with the database could do: change an event, then recompute every later
+    hash and the head, so that the chain verifies again (on PostgreSQL, triggers disabled)."""
+    from survey.audit.chain import _digest
+    from survey.audit.models import AuditHead
+    from tests.audit.test_chain import _tamper
+
+    _tamper(db.update(AuditEvent).where(AuditEvent.id == event_id).values(**change))
+    events = db.session.scalars(select(AuditEvent).where(AuditEvent.id >= event_id).order_by(AuditEvent.id)).all()
+    previous = db.session.scalar(select(AuditEvent.hash).where(AuditEvent.id == event_id - 1))
+    statements = []
+    for event in events:
+        digest = _digest(previous, event.id, event.at, event.actor_id, event.actor, event.action, event.subject,
+                         event.from_state, event.to_state, event.reason, event.data, event.reason_hash)
+        statements.append(db.update(AuditEvent).where(AuditEvent.id == event.id)
+                          .values(prev_hash=previous, hash=digest))
+        previous = digest
+    _tamper(*statements, db.update(AuditHead).where(AuditHead.id == 1).values(last_hash=previous))
+
+
+def test_a_published_report_anchors_the_trail_and_a_rewritten_trail_is_caught(app, published, browser):
+    content = json.loads(published.content)
+    publish_event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "publish"))
+    anchored = db.session.get(AuditEvent, publish_event.id - 1)  # the head the publication saw
+    assert content["audit_head"] == {"event": anchored.id, "hash": anchored.hash}
+    page = browser().get(f"/p/{published.slug}").get_data(as_text=True)
+    assert "Audit trail at publication" in page and anchored.hash in page
+
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["reports", "verify", published.slug])
+    assert result.exit_code == 0 and f"audit    event {anchored.id} {anchored.hash}  the trail still holds it" \
+        in result.output, result.output
+
+    # An earlier decision's event is changed and every later hash recomputed: the chain alone
+    # verifies again; the report kept outside the database does not agree with it.
+    _rewrite_the_trail_from(2, to_state="rejected")
+    assert verify().ok
+    result = runner.invoke(args=["reports", "verify", published.slug])
+    assert result.exit_code == 1 and "NOT IN THE TRAIL: it was rewritten since publication" in result.output
