@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from survey.core.authorisation import RoleRefused
 from survey.core.errors import ServiceError
+from survey.core.fetch import CrossSite
 from survey.core.redirects import safe_next
 from survey.extensions import db, limiter
 
@@ -131,7 +132,9 @@ def register_web(app: Flask) -> None:
                 response.headers["WWW-Authenticate"] = 'Bearer realm="attest"'
             return response
         title, message = HTTP_ERRORS.get(exc.code, (exc.name, exc.description))
-        if isinstance(exc, RoleRefused):
+        if isinstance(exc, CrossSite):
+            message = exc.description
+        elif isinstance(exc, RoleRefused):
             message = _("This page is for the roles: %(roles)s. Your account's role is %(role)s: roles are kept "
                         "apart on purpose, so that no one checks their own work.",
                         roles=", ".join(str(LABELS.get(r, r)) for r in exc.roles), role=LABELS.get(exc.role, exc.role))

@@ -37,6 +37,7 @@ from survey.committee.lists import (
 )
 from survey.core.authorisation import allowed, can, require
 from survey.core.errors import ServiceError
+from survey.core.fetch import from_this_site
 from survey.extensions import db
 from survey.respond.uploads import evidence_dir
 from survey.web import CSP, LABELS, show_refusal
@@ -311,6 +312,7 @@ def reassign(claim_id: int):
 
 @bp.route("/evidence/<int:evidence_id>")
 @allowed("download", "evidence")
+@from_this_site
 def evidence(evidence_id: int):
     """An evidence file, as a download (or shown in the page for PDF, PNG and JPEG);
     every download is in the audit trail."""

@@ -21,6 +21,7 @@ from survey.campaigns.models import Campaign
 from survey.claims.models import OUTCOME_TYPES
 from survey.core.authorisation import allowed, can
 from survey.core.errors import ServiceError
+from survey.core.fetch import from_this_site
 from survey.core.routing import MAX_ID
 from survey.extensions import db
 from survey.reports import publishing, sampling
@@ -72,6 +73,7 @@ def _chosen_document() -> dict:
 
 @bp.route("/reports/report.pdf")
 @allowed("export", "report")
+@from_this_site
 def pdf():
     html = render_template("reports/print.html", document=_chosen_document(), title=_("Impact report"), meta=None)
     return _pdf_response(html, "impact-report.pdf")
@@ -79,6 +81,7 @@ def pdf():
 
 @bp.route("/reports/report.csv")
 @allowed("export", "report")
+@from_this_site
 def csv():
     return Response(document_csv(_chosen_document()), mimetype="text/csv",
                     headers={"Content-Disposition": 'attachment; filename="impact-report.csv"'})

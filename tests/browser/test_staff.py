@@ -117,3 +117,19 @@ def test_staff_pages_fit_a_small_phone(world, open_page, role):
                          && !e.closest('.table-wrap, pre, code, svg'))
             .map(e => e.tagName + '.' + e.className).slice(0, 5)""")
         assert overflow == [], f"{path} is wider than 320 px: {overflow}"
+
+
+def test_the_claim_page_shows_its_pdf_and_the_report_downloads_in_a_real_browser(world, open_page):
+    """The downloads refuse requests from other sites (Sec-Fetch-Site, survey/core/fetch.py):
+    what Chromium sends from the service's own pages is taken."""
+    page = open_page(world["users"]["chair"])
+    loaded = []
+    page.on("response", lambda response: loaded.append((response.url, response.status))
+            if "/committee/evidence/" in response.url else None)
+    page.goto(f"/committee/claims/{world['claim'].id}")
+    page.wait_for_load_state("networkidle")
+    assert loaded and all(status == 200 for _url, status in loaded), loaded
+    page.goto(f"/reports/?campaign={world['campaign_id']}")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="CSV").click()
+    assert download.value.suggested_filename == "impact-report.csv"

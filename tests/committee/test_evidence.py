@@ -57,6 +57,19 @@ def test_each_download_is_in_the_audit_trail(pdf, three, browser, create_user):
     assert verify().ok
 
 
+@pytest.mark.parametrize("site, status", [("cross-site", 403), ("same-site", 403), ("same-origin", 200),
+                                          ("none", 200), (None, 200)])
+def test_a_link_on_another_site_cannot_make_a_member_download(pdf, three, browser, site, status):
+    """A logged-in member's browser sends the session cookie with a link followed from another
+    site: the download, and the trail's "downloaded by" them, would be the other site's doing."""
+    headers = {"Sec-Fetch-Site": site} if site else {}
+    response = browser(three[0]).get(f"/committee/evidence/{pdf.id}", headers=headers)
+    assert response.status_code == status
+    assert len(_downloads(pdf)) == (1 if status == 200 else 0)
+    if status == 403:
+        assert "own pages only" in response.get_data(as_text=True)
+
+
 @pytest.mark.parametrize("data, filename, media_type", [
     (PDF, "contract.pdf", "application/pdf"), (PNG, "payslip.png", "image/png"),
     (b"\xff\xd8\xff\xe0" + b"\x00" * 16, "letter.jpg", "image/jpeg"),

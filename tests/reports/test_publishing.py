@@ -312,6 +312,18 @@ def _rewrite_the_trail_from(event_id: int, **change) -> None:
     _tamper(*statements, db.update(AuditHead).where(AuditHead.id == 1).values(last_hash=previous))
 
 
+def test_the_downloads_answer_only_to_this_site_s_pages(cohort, create_user, browser):
+    auditor = browser(create_user(role="auditor"))
+    exports = lambda: db.session.scalar(select(db.func.count()).select_from(AuditEvent)  # noqa: E731
+                                        .where(AuditEvent.action == "export"))
+    for path in (f"/reports/report.csv?campaign={cohort.id}", f"/reports/report.pdf?campaign={cohort.id}"):
+        assert auditor.get(path, headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403, path
+    assert exports() == 0
+    assert auditor.get(f"/reports/report.csv?campaign={cohort.id}",
+                       headers={"Sec-Fetch-Site": "same-origin"}).status_code == 200
+    assert exports() == 1
+
+
 def test_a_published_report_anchors_the_trail_and_a_rewritten_trail_is_caught(app, published, browser):
     content = json.loads(published.content)
     publish_event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "publish"))
