@@ -8,8 +8,9 @@ and documented in ``docs/questionnaires.md``. Checking one happens in two steps:
    conditions only look at earlier questions, options fit the question type…
 
 Every problem is reported at once, in the reader's language, with its location, inside a
-single :class:`ValidationFailed` so that an admin can fix a file in one go. (The texts the
-schema and jsonschema write, ``x-errors`` and the default messages, stay English.)
+single :class:`ValidationFailed` so that an admin can fix a file in one go. The schema's
+own messages (``x-errors``) are translated through ``SCHEMA_MESSAGES``, and jsonschema's
+through ``_describe``.
 
 Versioning: a questionnaire version is never edited. Uploading a definition for
 an existing slug creates the next version (unless it is identical to the latest
@@ -228,11 +229,34 @@ def _path_key(path) -> list:
     return [(0, part, "") if isinstance(part, int) else (1, 0, str(part)) for part in path]
 
 
+#: the schema's ``x-errors``, in the reader's language (tests check each one is here)
+SCHEMA_MESSAGES = {
+    "a slug is lowercase letters and digits, in words joined by single hyphens (e.g. alumni-outcomes)":
+        _l("a slug is lowercase letters and digits, in words joined by single hyphens (e.g. alumni-outcomes)"),
+    "a questionnaire needs at least one question": _l("a questionnaire needs at least one question"),
+    "a question id is a lowercase letter followed by lowercase letters, digits or underscores (at most 63 "
+    "characters)": _l("a question id is a lowercase letter followed by lowercase letters, digits or underscores "
+                      "(at most 63 characters)"),
+    "a choice question needs at least two options": _l("a choice question needs at least two options"),
+    "a scale question needs both 'min' and 'max'": _l("a scale question needs both 'min' and 'max'"),
+    "a condition needs 'question' (or is an 'all' or 'any' list)":
+        _l("a condition needs 'question' (or is an 'all' or 'any' list)"),
+    "a condition needs one test: any_of, none_of, equals or answered":
+        _l("a condition needs one test: any_of, none_of, equals or answered"),
+    "a condition has exactly one test: any_of, none_of, equals or answered":
+        _l("a condition has exactly one test: any_of, none_of, equals or answered"),
+}
+#: JSON Schema's types, in words
+TYPE_WORDS = {"string": _l("text"), "integer": _l("a whole number"), "number": _l("a number"),
+              "object": _l("an object ({…})"), "array": _l("a list ([…])"), "boolean": _l("true or false"),
+              "null": _l("null")}
+
+
 def _describe(error):
     """jsonschema's message, reworded (and translated) where the default is unclear."""
     custom = error.schema.get("x-errors", {}) if isinstance(error.schema, dict) else {}
     if error.validator in custom:
-        return custom[error.validator]
+        return SCHEMA_MESSAGES.get(custom[error.validator], custom[error.validator])
     if error.validator == "required":
         missing = [key for key in error.validator_value if key not in error.instance]
         return _l("missing %(keys)s", keys=", ".join(repr(key) for key in missing))
@@ -245,6 +269,25 @@ def _describe(error):
         return _l("%(value)s is not allowed; use one of: %(allowed)s", value=repr(error.instance), allowed=allowed)
     if error.validator == "const":
         return _l("must be %(value)s", value=json.dumps(error.validator_value))
+    value = error.validator_value
+    if error.validator == "type":
+        wanted = value if isinstance(value, list) else [value]
+        return _l("%(value)s should be %(type)s", value=json.dumps(error.instance, ensure_ascii=False)[:60],
+                  type=" / ".join(str(TYPE_WORDS.get(name, name)) for name in wanted))
+    if error.validator == "minLength":
+        return _l("must not be empty") if value == 1 else ngettext(
+            "at least %(num)d character", "at least %(num)d characters", value)
+    if error.validator == "maxLength":
+        return ngettext("at most %(num)d character", "at most %(num)d characters", value)
+    if error.validator in ("minItems", "minProperties"):
+        return _l("must not be empty") if value == 1 else ngettext(
+            "at least %(num)d item", "at least %(num)d items", value)
+    if error.validator in ("maxItems", "maxProperties"):
+        return ngettext("at most %(num)d item", "at most %(num)d items", value)
+    if error.validator == "minimum":
+        return _l("must be %(number)s or more", number=value)
+    if error.validator == "maximum":
+        return _l("must be %(number)s or less", number=value)
     return error.message
 
 

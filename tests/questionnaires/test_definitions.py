@@ -443,3 +443,37 @@ def test_yaml_and_json_examples_in_the_docs_are_valid():
     from_yaml = parse_definition(yaml_block, "example.yaml")
     from_json = parse_definition(json_block, "example.json")
     assert from_yaml == from_json == yaml.safe_load(yaml_block)
+
+
+def test_jsonschema_s_own_messages_are_reworded():
+    definition = small_definition()
+    definition["questions"][2]["min"] = "1"
+    definition["questions"][0]["label"]["en"] = ""
+    problems = problems_of(definition)
+    assert 'questions[2] (happiness).min: "1" should be a number' in problems
+    assert "questions[0] (status).label.en: must not be empty" in problems
+
+
+def test_every_message_of_the_schema_is_translated(app):
+    from flask_babel import force_locale
+
+    from survey.questionnaires.services import SCHEMA_MESSAGES, SCHEMA_PATH
+
+    def x_errors(node):
+        if isinstance(node, dict):
+            yield from node.get("x-errors", {}).values()
+            for value in node.values():
+                yield from x_errors(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from x_errors(value)
+
+    written = set(x_errors(json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))))
+    assert written and written <= set(SCHEMA_MESSAGES)
+    definition = small_definition()
+    definition["questions"][1]["id"] = "Employer Name"
+    definition["questions"][2]["min"] = "1"
+    with app.test_request_context(), force_locale("fr"):
+        problems = [str(problem) for problem in problems_of(definition)]
+    assert any("un identifiant de question" in problem for problem in problems), problems
+    assert 'questions[2] (happiness).min\xa0: "1" devrait être un nombre' in problems, problems
