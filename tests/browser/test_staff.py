@@ -133,3 +133,15 @@ def test_the_claim_page_shows_its_pdf_and_the_report_downloads_in_a_real_browser
     with page.expect_download() as download:
         page.get_by_role("link", name="CSV").click()
     assert download.value.suggested_filename == "impact-report.csv"
+
+
+def test_after_an_error_the_focus_stays_on_the_summary_though_the_page_shows_a_pdf(world, open_page):
+    """Found in review: on a claim page with a PDF shown, the viewer took the focus once it had
+    loaded, away from the error summary a keyboard or screen-reader user starts from."""
+    chair = open_page(world["users"]["chair"])
+    chair.goto(f"/committee/claims/{world['claim'].id}")
+    submit(chair.get_by_role("button", name="Record the decision"))
+    chair.wait_for_load_state("networkidle")
+    chair.wait_for_timeout(500)  # the viewer's own start
+    assert chair.locator(".error-summary").is_visible()
+    assert chair.evaluate("() => document.activeElement.className") == "error-summary"
