@@ -62,11 +62,13 @@ def _read_password() -> str:
 
 @api_keys_cli.command("create")
 @click.argument("name")
-def create_api_key_command(name: str) -> None:
+@click.option("--read-only", is_flag=True, help="The key reads questionnaires, audiences, campaigns and "
+              "reports, and changes nothing (a dashboard's).")
+def create_api_key_command(name: str, read_only: bool) -> None:
     """Create an API key; it is printed once, on the last line, and stored hashed."""
     from survey.accounts.services import create_api_key
 
-    key, plain = create_api_key(name)
+    key, plain = create_api_key(name, read_only=read_only)
     db.session.commit()
     click.echo(f"API key {key.name!r} created; keep it now, it is not shown again:", err=True)
     click.echo(plain)
@@ -96,7 +98,7 @@ def deactivate_user_command(email: str) -> None:
 
 @api_keys_cli.command("list")
 def list_api_keys_command() -> None:
-    """Every key: its id, prefix, name, when made, last used, revoked."""
+    """Every key: its id, prefix, name, what it may do, when made, last used, revoked."""
     from sqlalchemy import select
 
     from survey.accounts.models import ApiKey
@@ -104,7 +106,8 @@ def list_api_keys_command() -> None:
     for key in db.session.scalars(select(ApiKey).order_by(ApiKey.id)):
         used = f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never used"
         state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
-        click.echo(f"{key.id}\t{key.prefix}…\t{key.name}\tcreated {key.created_at:%Y-%m-%d}\t{used}\t{state}")
+        scope = "read only" if key.read_only else "read and write"
+        click.echo(f"{key.id}\t{key.prefix}…\t{key.name}\t{scope}\tcreated {key.created_at:%Y-%m-%d}\t{used}\t{state}")
 
 
 @api_keys_cli.command("revoke")

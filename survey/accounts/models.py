@@ -81,3 +81,5 @@ class ApiKey(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: reads only (questionnaires, audiences, campaigns, reports): a dashboard's key
+    read_only: Mapped[bool] = mapped_column(default=False)

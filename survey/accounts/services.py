@@ -117,12 +117,15 @@ def change_password(user: User, current: str, new: str) -> None:
 API_KEY_PREFIX = "att_"
 
 
-def create_api_key(name: str) -> tuple[ApiKey, str]:
+def create_api_key(name: str, *, read_only: bool = False) -> tuple[ApiKey, str]:
     """A new key; the plain key is returned once and only its hash is stored."""
+    from survey.audit.chain import record
+
     plain = API_KEY_PREFIX + new_token(32)
-    key = ApiKey(name=name, key_hash=hash_token(plain), prefix=plain[:12])
+    key = ApiKey(name=name, key_hash=hash_token(plain), prefix=plain[:12], read_only=read_only)
     db.session.add(key)
     db.session.flush()
+    record("api_key_created", f"api-key:{key.id}", data={"name": name, "prefix": key.prefix, "read_only": read_only})
     return key, plain
 
 

@@ -33,6 +33,7 @@ ACTIONS = {
     "campaign_status": _l("campaign status changed"),
     "audience_import": _l("audience imported"),
     "user_deactivated": _l("user deactivated"),
+    "api_key_created": _l("API key created"),
     "api_key_revoked": _l("API key revoked"),
 }
 #: actors that are not users → words

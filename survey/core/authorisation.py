@@ -4,7 +4,8 @@ Two layers, both here:
 
 - ``POLICY``: for each (action, object kind), the roles that may ever do it. A logged-in
   user acts with their role; an API key acts with the role ``API`` (the integrator's
-  scope: what the admin pages do to questionnaires, audiences, campaigns and reports).
+  scope: what the admin pages do to questionnaires, audiences, campaigns and reports),
+  or ``API_READ`` for a read-only key (a dashboard reading figures changes nothing).
   Anyone else (an anonymous visitor) has no role and may do nothing here; the
   respondents' pages (``/s/``, ``/e/``, ``/u/``) and a published report (``/p/``) are
   reached by their unguessable token or slug, not through this table.
@@ -29,8 +30,8 @@ from werkzeug.exceptions import Forbidden
 import survey.accounts.access  # noqa: F401  (registers Flask-Login's user loader)
 from survey.extensions import db
 
-#: the role an API key acts with
-API = "api"
+#: the roles an API key acts with: read and write, or read only
+API, API_READ = "api", "api-read"
 
 ADMIN, COMMITTEE, CHAIR, AUDITOR = "admin", "committee", "chair", "auditor"
 
@@ -38,11 +39,11 @@ ADMIN, COMMITTEE, CHAIR, AUDITOR = "admin", "committee", "chair", "auditor"
 POLICY: dict[tuple[str, str], frozenset[str]] = {
     key: frozenset(roles) for key, roles in {
         # questionnaires, audiences, campaigns: the admin pages and the integrator's API
-        ("read", "questionnaire"): (ADMIN, API),
+        ("read", "questionnaire"): (ADMIN, API, API_READ),
         ("write", "questionnaire"): (ADMIN, API),
-        ("read", "audience"): (ADMIN, API),
+        ("read", "audience"): (ADMIN, API, API_READ),
         ("import", "audience"): (ADMIN, API),
-        ("read", "campaign"): (ADMIN, API),
+        ("read", "campaign"): (ADMIN, API, API_READ),
         ("write", "campaign"): (ADMIN, API),
         ("schedule", "campaign"): (ADMIN, API),
         # the embedded mail catcher's inbox (every email sent, links included)
@@ -60,8 +61,8 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
         # the audit trail
         ("read", "audit"): (AUDITOR, CHAIR),
         # the impact report
-        ("read", "report"): (ADMIN, CHAIR, AUDITOR, API),
-        ("export", "report"): (ADMIN, CHAIR, AUDITOR, API),
+        ("read", "report"): (ADMIN, CHAIR, AUDITOR, API, API_READ),
+        ("export", "report"): (ADMIN, CHAIR, AUDITOR, API, API_READ),
         ("publish", "report"): (CHAIR,),
         ("trace", "report"): (CHAIR, AUDITOR),
         ("read", "sample"): (CHAIR, AUDITOR),
@@ -80,12 +81,15 @@ class UnknownAction(LookupError):
 
 
 def role_of(actor) -> str | None:
-    """The role ``actor`` acts with: a user's role, ``API`` for an API key, None for anyone else."""
+    """The role ``actor`` acts with: a user's role, ``API`` or ``API_READ`` for an API key, None
+    for anyone else."""
     from survey.accounts.models import ApiKey, User
 
     actor = _real(actor)
     if isinstance(actor, ApiKey):
-        return API if actor.revoked_at is None else None
+        if actor.revoked_at is not None:
+            return None
+        return API_READ if actor.read_only else API
     if isinstance(actor, User):
         return actor.role if actor.active else None
     return None  # anonymous
@@ -157,7 +161,7 @@ def can(actor, action: str, obj=None) -> bool:
     rule = OBJECT_RULES.get((action, kind))
     if rule is None or isinstance(obj, str):
         return True
-    if role == API:
+    if role in (API, API_READ):
         return True
     return bool(rule(_real(actor), role, obj))
 
@@ -194,7 +198,7 @@ def allowed(action: str, kind: str):
         @login_required
         def wrapped(*args, **kwargs):
             if not can(current_user, action, kind):
-                raise RoleRefused(roles_for(action, kind) - {API}, role_of(current_user))
+                raise RoleRefused(roles_for(action, kind) - {API, API_READ}, role_of(current_user))
             return view(*args, **kwargs)
 
         wrapped.permission = (action, kind)

@@ -156,6 +156,38 @@ def test_a_leaked_api_key_is_revoked_and_refused_from_then_on(app, client):
     assert runner.invoke(args=["api-keys", "revoke", "999"]).exit_code != 0
 
 
+def test_a_read_only_key_reads_and_changes_nothing(app, client, alumni):
+    """A dashboard's key: it reads the campaigns and the impact report, and may not create,
+    change, import or schedule anything."""
+    from survey.accounts.models import ApiKey
+    from survey.audit.models import AuditEvent
+    from survey.campaigns.models import Campaign
+    from tests.campaigns.helpers import make_campaign
+
+    campaign = make_campaign(alumni)
+    db.session.commit()
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["api-keys", "create", "Dashboard", "--read-only"])
+    assert result.exit_code == 0, result.output
+    headers = {"Authorization": f"Bearer {result.output.strip().splitlines()[-1]}"}
+    [stored] = db.session.scalars(select(ApiKey)).all()
+    assert "Dashboard\tread only" in runner.invoke(args=["api-keys", "list"]).output
+    created = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "api_key_created"))
+    assert created.subject == f"api-key:{stored.id}" and created.data["read_only"] is True
+
+    assert client.get("/api/v1/campaigns", headers=headers).status_code == 200
+    assert client.get(f"/api/v1/reports/impact?campaign={campaign.id}", headers=headers).status_code == 200
+    before = db.session.scalar(select(db.func.count()).select_from(Campaign))
+    for method, path, body in (
+            ("post", "/api/v1/campaigns", {"name": "x", "questionnaire_id": alumni.id, "audience_kind": "alumnus"}),
+            ("post", f"/api/v1/campaigns/{campaign.id}/schedule", {}),
+            ("post", "/api/v1/questionnaires", {"definition": {}})):
+        response = getattr(client, method)(path, json=body, headers=headers)
+        assert response.status_code == 403, (path, response.get_data(as_text=True))
+        assert response.get_json()["message"] == "This API key may not do this."
+    assert db.session.scalar(select(db.func.count()).select_from(Campaign)) == before
+
+
 def test_a_deactivated_user_is_logged_out_and_cannot_log_in(app, create_user, browser):
     from survey.accounts.models import User
 
