@@ -1,5 +1,5 @@
-"""``flask --app wsgi users create|set-password|deactivate`` and
-``flask --app wsgi api-keys create|list|revoke``."""
+"""``flask --app wsgi users create|list|set-password|set-role|set-attribute|deactivate|reactivate``
+and ``flask --app wsgi api-keys create|list|revoke``."""
 from __future__ import annotations
 
 import sys
@@ -37,14 +37,9 @@ def create_user_command(email: str, role: str, name: str) -> None:
 def set_password_command(email: str) -> None:
     """Give a user a new password (asked for, or read from standard input) under the
     password policy; every session of that user ends."""
-    from sqlalchemy import select
+    from survey.accounts.services import set_password
 
-    from survey.accounts.models import User
-    from survey.accounts.services import normalise_email, set_password
-
-    user = db.session.scalar(select(User).where(User.email == normalise_email(email)))
-    if user is None:
-        raise click.ClickException(f"No user has the email {normalise_email(email)}.")
+    user = _user(email)
     password = _read_password()
     try:
         set_password(user, password)
@@ -74,20 +69,98 @@ def create_api_key_command(name: str, read_only: bool) -> None:
     click.echo(plain)
 
 
+def _user(email: str):
+    from sqlalchemy import select
+
+    from survey.accounts.models import User
+    from survey.accounts.services import normalise_email
+
+    user = db.session.scalar(select(User).where(User.email == normalise_email(email)))
+    if user is None:
+        raise click.ClickException(f"No user has the email {normalise_email(email)}.")
+    return user
+
+
+@users_cli.command("list")
+def list_users_command() -> None:
+    """Every staff account: email, name, role, active or not, language, attributes."""
+    from sqlalchemy import select
+
+    from survey.accounts.models import User
+
+    for user in db.session.scalars(select(User).order_by(User.role, User.email)):
+        attributes = ", ".join(f"{key}={value}" for key, value in sorted((user.attributes or {}).items()))
+        click.echo("\t".join((user.email, user.name or "-", user.role, "active" if user.active else "deactivated",
+                              user.locale or "-", attributes or "-")))
+
+
+@users_cli.command("set-role")
+@click.argument("email")
+@click.argument("role", type=click.Choice(ROLE_VALUES))
+def set_role_command(email: str, role: str) -> None:
+    """Give a user another role (a member becomes chair, say); their sessions end, so that
+    no page open as the old role acts on. Open reviews stay theirs until the chair reassigns
+    them, as when someone leaves."""
+    from survey.audit.chain import record
+
+    user = _user(email)
+    if user.role != role:
+        before, user.role = user.role, role
+        user.end_sessions()
+        record("user_role_changed", f"user:{user.id}", from_state=before, to_state=role)
+        db.session.commit()
+    click.echo(f"{user.email} is now {role}; their sessions are logged out.")
+
+
+@users_cli.command("set-attribute")
+@click.argument("email")
+@click.argument("assignments", nargs=-1, required=True, metavar="KEY=VALUE...")
+def set_attribute_command(email: str, assignments: tuple[str, ...]) -> None:
+    """Set facts about a member that REVIEWER_EXCLUSIONS compares with a claimant's (their
+    cohort, their team…); KEY= with no value removes one."""
+    from survey.audit.chain import record
+
+    user = _user(email)
+    attributes = dict(user.attributes or {})
+    for assignment in assignments:
+        key, equals, value = assignment.partition("=")
+        if not equals or not key.strip():
+            raise click.BadParameter(f"{assignment!r} is not KEY=VALUE.", param_hint="KEY=VALUE")
+        if value.strip():
+            attributes[key.strip()] = value.strip()
+        else:
+            attributes.pop(key.strip(), None)
+    if attributes != (user.attributes or {}):
+        user.attributes = attributes
+        record("user_attributes_changed", f"user:{user.id}", data=attributes)
+        db.session.commit()
+    shown = ", ".join(f"{key}={value}" for key, value in sorted(attributes.items())) or "none"
+    click.echo(f"{user.email}: {shown}")
+
+
+@users_cli.command("reactivate")
+@click.argument("email")
+def reactivate_user_command(email: str) -> None:
+    """Someone deactivated who comes back: they may log in again (with their password, or
+    one given with set-password) and be given claims."""
+    from survey.audit.chain import record
+
+    user = _user(email)
+    if not user.active:
+        user.active = True
+        record("user_reactivated", f"user:{user.id}")
+        db.session.commit()
+    click.echo(f"{user.email} is active.")
+
+
 @users_cli.command("deactivate")
 @click.argument("email")
 def deactivate_user_command(email: str) -> None:
     """Someone who leaves: they can no longer log in, their sessions end now, no new claim
     is given them (the chair reassigns their open reviews); what they did stays in the trail."""
-    from sqlalchemy import select
-
-    from survey.accounts.models import User
-    from survey.accounts.services import normalise_email
     from survey.audit.chain import record
 
-    user = db.session.scalar(select(User).where(User.email == normalise_email(email)))
-    if user is None:
-        raise click.ClickException(f"No user has the email {normalise_email(email)}.")
+    user = _user(email)
     if user.active:
         user.active = False
         user.end_sessions()

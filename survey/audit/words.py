@@ -33,6 +33,9 @@ ACTIONS = {
     "campaign_status": _l("campaign status changed"),
     "audience_import": _l("audience imported"),
     "user_deactivated": _l("user deactivated"),
+    "user_reactivated": _l("user reactivated"),
+    "user_role_changed": _l("user's role changed"),
+    "user_attributes_changed": _l("user's attributes changed"),
     "api_key_created": _l("API key created"),
     "api_key_revoked": _l("API key revoked"),
 }

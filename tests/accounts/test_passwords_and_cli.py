@@ -199,3 +199,54 @@ def test_a_deactivated_user_is_logged_out_and_cannot_log_in(app, create_user, br
     assert member.get("/committee/").status_code == 302  # the session ended
     db.session.expire_all()
     assert db.session.get(User, user.id).active is False
+
+
+# -------------------------------------------------------------- users list|set-role|set-attribute|reactivate
+
+def test_a_member_becomes_chair_and_their_old_sessions_end(app, create_user, browser):
+    from survey.audit.models import AuditEvent
+
+    user = create_user(role="committee", email="sam@staff.example")
+    member = browser(user)
+    assert member.get("/committee/claims").status_code == 403
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["users", "set-role", "Sam@Staff.example", "chair"])
+    assert result.exit_code == 0, result.output
+    assert member.get("/committee/").status_code == 302  # logged out: no page acts on as the old role
+    assert browser(user).get("/committee/claims").status_code == 200
+    event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "user_role_changed"))
+    assert (event.subject, event.from_state, event.to_state) == (f"user:{user.id}", "committee", "chair")
+    assert "sam@staff.example\t-\tchair\tactive" in runner.invoke(args=["users", "list"]).output
+    assert runner.invoke(args=["users", "set-role", "sam@staff.example", "king"]).exit_code != 0
+    assert runner.invoke(args=["users", "set-role", "nobody@staff.example", "chair"]).exit_code != 0
+
+
+def test_a_member_s_attributes_keep_them_from_their_own_cohort_s_claims(app, create_user, create_stakeholder,
+                                                                         monkeypatch):
+    from survey.accounts.models import User
+    from survey.claims.services import excluded
+
+    monkeypatch.setitem(app.config, "REVIEWER_EXCLUSIONS", "cohort,department=team")  # claimant's = member's
+    user = create_user(role="committee")
+    claimant = create_stakeholder(cohort="2021", department="Sales")
+    assert excluded(user, claimant) is None
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["users", "set-attribute", user.email, "cohort=2021", "team=Sales"])
+    assert result.exit_code == 0 and "cohort=2021, team=Sales" in result.output, result.output
+    db.session.expire_all()
+    user = db.session.get(User, user.id)
+    assert excluded(user, claimant) == "exclusion rule: cohort"
+    assert runner.invoke(args=["users", "set-attribute", user.email, "cohort="]).exit_code == 0
+    db.session.expire_all()
+    assert excluded(db.session.get(User, user.id), claimant) == "exclusion rule: department"
+    assert runner.invoke(args=["users", "set-attribute", user.email, "oops"]).exit_code != 0
+
+
+def test_someone_deactivated_who_comes_back_is_reactivated(app, create_user, browser):
+    user = create_user(role="auditor")
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["users", "deactivate", user.email]).exit_code == 0
+    assert "deactivated" in runner.invoke(args=["users", "list"]).output
+    result = runner.invoke(args=["users", "reactivate", user.email])
+    assert result.exit_code == 0, result.output
+    assert browser(user).get("/audit/").status_code == 200
