@@ -47,10 +47,11 @@ def reason_digest(salt: str, text: str) -> str:
     return hashlib.sha256(f"{salt}\n{text}".encode()).hexdigest()
 
 
-def kept_apart(subject: str, reason: str) -> bool:
-    """Whether a reason is kept apart from its event: anything but the system's own words,
-    about a claim (what members, the chair and the policy quoting them wrote about a person)."""
-    return bool(reason) and subject.startswith("claim:") and not system_wrote(reason)
+def kept_apart(subject: str, reason: str, actor_id: int | None) -> bool:
+    """Whether a reason is kept apart from its event: one about a claim that a person wrote
+    (a member, the chair), whatever it says, or that is not in the system's own words (the
+    policy quoting the members' requests)."""
+    return bool(reason) and subject.startswith("claim:") and (actor_id is not None or not system_wrote(reason))
 
 
 def acting():
@@ -116,7 +117,7 @@ def _append(session: Session) -> None:
     rows, reasons = [], []
     for event_id, fields in enumerate(pending, start=last_id - len(pending) + 1):
         fields["reason_hash"] = None
-        if kept_apart(fields["subject"], fields["reason"]):
+        if kept_apart(fields["subject"], fields["reason"], fields["actor_id"]):
             salt = secrets.token_hex(16)
             reasons.append({"event_id": event_id, "salt": salt, "text": fields["reason"]})
             fields["reason"], fields["reason_hash"] = "", reason_digest(salt, fields["reason"])

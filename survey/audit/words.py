@@ -87,9 +87,10 @@ def system_wrote(reason: str) -> bool:
 def shown_reason(event, subject_erased: bool) -> str | None:
     """The reason an event's reader may see; None where it reads as erased: kept apart and
     deleted with the person, or, in events older than reasons kept apart (their text is in
-    the chain), written about an erased person's claim: anything but the system's words."""
+    the chain), written about an erased person's claim by a person or quoting one."""
     text = event.written_reason
-    if text and event.reason_hash is None and subject_erased and not system_wrote(text):
+    if text and event.reason_hash is None and subject_erased and (event.actor_id is not None
+                                                                  or not system_wrote(text)):
         return None
     return text
 

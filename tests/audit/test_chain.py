@@ -76,16 +76,19 @@ def test_deleting_the_last_events_is_found_too(app_ctx):
     assert not result.ok and result.broken_id == 5
 
 
-def test_a_reason_written_about_a_claim_is_kept_apart_and_a_system_reason_is_not(app_ctx):
+def test_a_reason_written_about_a_claim_is_kept_apart_and_a_system_reason_is_not(app_ctx, create_user):
+    member = create_user(role="committee")
     record("vote", "claim:1", actor="system", reason="his manager confirmed it")
     record("transition", "claim:1", actor="policy", reason="committee votes: approve, approve")
     record("publish", "report:x", actor="system", reason="a correction")
+    record("vote", "claim:1", actor=member, reason="new evidence")  # a person's words, whatever they say
     db.session.commit()
     events = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id)).all()
     assert [(event.reason, event.written_reason) for event in events] == [
         ("", "his manager confirmed it"),
         ("committee votes: approve, approve", "committee votes: approve, approve"),
-        ("a correction", "a correction")]
+        ("a correction", "a correction"),
+        ("", "new evidence")]
     assert events[0].reason_hash is not None and events[1].reason_hash is None
 
 
