@@ -20,6 +20,7 @@ from survey.campaigns.recipients import page_links
 from survey.claims.models import Claim
 from survey.core.authorisation import allowed
 from survey.extensions import db
+from survey.reports.publishing import anchors_not_held
 
 bp = Blueprint("audit", __name__, template_folder="templates", url_prefix="/audit")
 
@@ -76,8 +77,9 @@ def trail():
         select(Claim.id).join(Stakeholder, Stakeholder.id == Claim.stakeholder_id)
         .where(Claim.id.in_(claim_ids), Stakeholder.suppression_reason == ERASED))} if claim_ids else set()
     hidden = {e.id for e in events if shown_reason(e, e.subject in erased) is None}
+    anchored, not_held = anchors_not_held()
     return render_template(
-        "audit/trail.html", events=events, emails=emails, hidden=hidden,
+        "audit/trail.html", events=events, emails=emails, hidden=hidden, anchored=anchored, not_held=not_held,
         actions=actions, subject=subject, action=action,
         details={event.id: json.dumps(event.data, ensure_ascii=False, sort_keys=True) for event in events},
         total=total, page=page, pages=pages, links=page_links(page, pages),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from survey.accounts.models import User
@@ -52,6 +52,10 @@ class ReportSnapshot(db.Model):
     code_version: Mapped[str] = mapped_column(String(80))
     published_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     published_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    #: the audit chain's head at publication (also in ``content``): its last event and hash,
+    #: so the trail's page can tell whether the trail still holds it (NULL: published before)
+    audit_head_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(db.Integer, "sqlite"))
+    audit_head_hash: Mapped[str | None] = mapped_column(String(64))
 
     published_by: Mapped[User] = relationship()
     replaces: Mapped["ReportSnapshot | None"] = relationship(remote_side=[id])

@@ -30,7 +30,7 @@ from config import BASE_DIR
 from survey.accounts.models import User
 from survey.audiences.models import Stakeholder
 from survey.audit.chain import GENESIS, record
-from survey.audit.models import AuditHead
+from survey.audit.models import AuditEvent, AuditHead
 from survey.campaigns.models import Invitation, Response
 from survey.claims.models import Claim, Evidence, Review
 from survey.core.errors import InvalidState, PermissionDenied, ValidationFailed
@@ -71,17 +71,19 @@ def publish(user: User, selection: Selection, title: str, *, replaces: ReportSna
     slug = new_slug()
     document = build(campaign_ids, selection.breakdowns)
     inputs = inputs_sha256(campaign_ids, selection.breakdowns)
+    head = audit_head()
     snapshot = ReportSnapshot(
         slug=slug, title=title, version=replaces.version + 1 if replaces else 1, replaces=replaces,
         correction_reason=reason or None, parameters={**selection.as_dict(), "campaigns": campaign_ids},
         inputs_sha256=inputs, code_version=code_version(), published_at=utcnow(), published_by_id=user.id,
+        audit_head_id=head["event"], audit_head_hash=head["hash"],
     )
     snapshot.content = canonical_json({
         "title": title, "version": snapshot.version, "replaces": replaces.slug if replaces else None,
         "correction_reason": snapshot.correction_reason,
         "published_at": snapshot.published_at.isoformat(timespec="seconds"),
         "parameters": snapshot.parameters, "code_version": snapshot.code_version, "inputs_sha256": inputs,
-        "audit_head": audit_head(), "report": document,
+        "audit_head": head, "report": document,
     })
     snapshot.content_sha256 = hashlib.sha256(snapshot.content).hexdigest()
     db.session.add(snapshot)
@@ -98,6 +100,17 @@ def audit_head() -> dict:
     publication's own event): ``{"event": 0, "hash": GENESIS}`` for an empty trail."""
     head = db.session.execute(select(AuditHead.last_id, AuditHead.last_hash).where(AuditHead.id == 1)).one_or_none()
     return {"event": head.last_id, "hash": head.last_hash} if head is not None else {"event": 0, "hash": GENESIS}
+
+
+def anchors_not_held() -> tuple[int, list[ReportSnapshot]]:
+    """How many published reports recorded the audit chain's head, and those whose recorded
+    event is no longer in the trail with that hash (the trail was rewritten since)."""
+    anchored = db.session.execute(
+        select(ReportSnapshot, AuditEvent.hash)
+        .outerjoin(AuditEvent, AuditEvent.id == ReportSnapshot.audit_head_id)
+        .where(ReportSnapshot.audit_head_id.is_not(None)).order_by(ReportSnapshot.id)).all()
+    return len(anchored), [snapshot for snapshot, now in anchored
+                           if snapshot.audit_head_id > 0 and now != snapshot.audit_head_hash]
 
 
 def read_consistently() -> None:

@@ -324,13 +324,19 @@ def test_the_downloads_answer_only_to_this_site_s_pages(cohort, create_user, bro
     assert exports() == 1
 
 
-def test_a_published_report_anchors_the_trail_and_a_rewritten_trail_is_caught(app, published, browser):
+def test_a_published_report_anchors_the_trail_and_a_rewritten_trail_is_caught(app, published, browser,
+                                                                               create_user):
     content = json.loads(published.content)
     publish_event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "publish"))
     anchored = db.session.get(AuditEvent, publish_event.id - 1)  # the head the publication saw
     assert content["audit_head"] == {"event": anchored.id, "hash": anchored.hash}
     page = browser().get(f"/p/{published.slug}").get_data(as_text=True)
     assert "Audit trail at publication" in page and anchored.hash in page
+
+    recorded = (anchored.id, anchored.hash)  # (the rewrite below changes the event's hash)
+    assert (published.audit_head_id, published.audit_head_hash) == recorded
+    auditor = browser(create_user(role="auditor"))
+    assert "head when it was published: the trail still holds it." in auditor.get("/audit/").get_data(as_text=True)
 
     runner = app.test_cli_runner()
     result = runner.invoke(args=["reports", "verify", published.slug])
@@ -343,3 +349,7 @@ def test_a_published_report_anchors_the_trail_and_a_rewritten_trail_is_caught(ap
     assert verify().ok
     result = runner.invoke(args=["reports", "verify", published.slug])
     assert result.exit_code == 1 and "NOT IN THE TRAIL: it was rewritten since publication" in result.output
+    page = auditor.get("/audit/").get_data(as_text=True)
+    assert "The chain is intact." in page  # what the chain alone says...
+    assert "The trail was rewritten after a publication." in page  # ...and what the report kept says
+    assert f"recorded event {recorded[0]} with the hash {recorded[1][:16]}…" in page
