@@ -43,6 +43,11 @@ def upgrade():
 
 
 def downgrade():
+    # Events with a reason kept apart were hashed with its hash: without the column the
+    # chain would no longer verify, and the texts would be lost.
+    if op.get_bind().execute(sa.text("SELECT 1 FROM audit_events WHERE reason_hash IS NOT NULL LIMIT 1")).first():
+        raise RuntimeError("audit events hash reasons kept apart in audit_reasons: downgrading below "
+                           "a3c5e7f9b2d4 would break the audit chain")
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER audit_reasons_never_rewritten ON audit_reasons;"
                    " DROP FUNCTION audit_reasons_never_rewritten();")

@@ -23,7 +23,7 @@ from sqlalchemy import event as orm_event
 from sqlalchemy.orm import Session
 
 from survey.audit.models import AuditEvent, AuditHead, AuditReason
-from survey.audit.words import system_wrote
+from survey.audit.words import policy_wrote, system_wrote
 from survey.core.bulk import insert_or_ignore
 from survey.core.types import utcnow
 from survey.extensions import db
@@ -47,11 +47,23 @@ def reason_digest(salt: str, text: str) -> str:
     return hashlib.sha256(f"{salt}\n{text}".encode()).hexdigest()
 
 
-def kept_apart(subject: str, reason: str, actor_id: int | None) -> bool:
-    """Whether a reason is kept apart from its event: one about a claim that a person wrote
-    (a member, the chair), whatever it says, or that is not in the system's own words (the
-    policy quoting the members' requests)."""
-    return bool(reason) and subject.startswith("claim:") and (actor_id is not None or not system_wrote(reason))
+#: actions about a claim whose subject is something else (the auditor's note on a sampled
+#: claim is recorded under its report)
+ABOUT_A_CLAIM = {"sample_checked"}
+
+
+def kept_apart(fields: dict) -> bool:
+    """Whether an event's reason is kept apart from it: one about a claim that a person
+    wrote (a member, the chair, the auditor), whatever it says, or that quotes one (the
+    policy's reason for asking for evidence is the members' requests)."""
+    reason = fields["reason"]
+    if not reason or not (fields["subject"].startswith("claim:") or fields["action"] in ABOUT_A_CLAIM):
+        return False
+    if fields["actor_id"] is not None:
+        return True
+    if fields["actor"] == "policy":
+        return not policy_wrote(reason)
+    return not system_wrote(reason)
 
 
 def acting():
@@ -117,7 +129,7 @@ def _append(session: Session) -> None:
     rows, reasons = [], []
     for event_id, fields in enumerate(pending, start=last_id - len(pending) + 1):
         fields["reason_hash"] = None
-        if kept_apart(fields["subject"], fields["reason"], fields["actor_id"]):
+        if kept_apart(fields):
             salt = secrets.token_hex(16)
             reasons.append({"event_id": event_id, "salt": salt, "text": fields["reason"]})
             fields["reason"], fields["reason_hash"] = "", reason_digest(salt, fields["reason"])
@@ -149,14 +161,20 @@ def _forget(session: Session) -> None:
     session.info.pop(PENDING, None)
 
 
-def erase_reasons(subjects: list[str]) -> int:
-    """Delete what people wrote in the trail about these subjects ("claim:7"); returns how
-    many reasons went. Their events stay, and the chain still verifies."""
-    if not subjects:
-        return 0
-    events = select(AuditEvent.id).where(AuditEvent.subject.in_(subjects), AuditEvent.reason_hash.is_not(None))
-    return db.session.execute(delete(AuditReason).where(AuditReason.event_id.in_(events))
-                              .execution_options(synchronize_session=False)).rowcount
+def erase_reasons(event_ids) -> list[int]:
+    """Delete the reasons kept apart of these events (ids, or a SELECT of them); returns the
+    ids of the events whose reason went, which the erasure's own event lists: ``verify``
+    takes a reason missing for no erasure as a broken link. The events stay, and their
+    hashes still verify."""
+    erased = sorted(db.session.scalars(select(AuditReason.event_id).where(AuditReason.event_id.in_(event_ids))))
+    if erased:
+        db.session.execute(delete(AuditReason).where(AuditReason.event_id.in_(erased))
+                           .execution_options(synchronize_session=False))
+    return erased
+
+
+#: the key of an ``erasure`` event's data that lists the events whose reason it deleted
+REASONS_ERASED = "reasons_erased"
 
 
 @dataclass
@@ -194,6 +212,10 @@ def verify(batch: int = 5000, *, after: tuple[int, str] = (0, GENESIS)) -> Verif
     def broken(event_id: int, problem: str) -> Verification:
         return Verification(False, checked, event_id, problem, last_id, prev_hash)
 
+    # Events whose kept reason is gone, and the hash before each: an erasure after them
+    # must list them, or the reason was deleted behind the chain's back.
+    unexplained: dict[int, tuple[int, str]] = {}
+
     while True:
         rows = db.session.execute(
             select(*columns).select_from(table.outerjoin(kept, kept.c.event_id == table.c.id))
@@ -211,7 +233,17 @@ def verify(batch: int = 5000, *, after: tuple[int, str] = (0, GENESIS)) -> Verif
                 return broken(event_id, "its content does not match its hash")
             if text is not None and (reason_hash is None or reason_digest(salt, text) != reason_hash):
                 return broken(event_id, "its reason does not match its hash")
+            if reason_hash is not None and text is None:
+                unexplained[event_id] = (checked, prev_hash)
+            if action == "erasure" and isinstance(data, dict):
+                for erased_id in data.get(REASONS_ERASED) or ():
+                    unexplained.pop(erased_id, None)
             last_id, prev_hash, checked = event_id, digest, checked + 1
+    if unexplained:
+        event_id = min(unexplained)
+        before, hash_before = unexplained[event_id]
+        return Verification(False, before, event_id, "its reason was deleted, and no erasure says so",
+                            event_id - 1, hash_before)
     if head is not None and (head.last_id != last_id or head.last_hash != prev_hash):
         return broken(last_id + 1 if head.last_id > last_id else last_id,
                       "events after it are missing (the chain's head is further on)")

@@ -13,7 +13,9 @@ needs to recompute every hash without this code::
 event's ``prev_hash`` is the ``hash`` of the one before). What a person wrote about a
 claim is kept apart from its event: ``reason`` is then empty, ``reason_hash`` is
 ``sha256(f"{salt}\\n{text}")`` and ``reason_kept`` holds ``{"salt", "text"}``, or null
-once the person was erased (the text went; the chain still verifies). The export is itself
+once the person was erased (the text went; the chain still verifies, and the ``erasure``
+event's ``data.reasons_erased`` lists the events whose reason it deleted: a reason gone
+that no erasure lists was deleted behind the chain's back). The export is itself
 recorded in the trail (action ``export``) with the number of events, the last
 hash and the SHA-256 of the exported bytes.
 """

@@ -33,6 +33,7 @@ PROBLEMS = {
     "its previous hash does not match the event before": _l("its previous hash does not match the event before"),
     "its content does not match its hash": _l("its content does not match its hash"),
     "its reason does not match its hash": _l("its reason does not match its hash"),
+    "its reason was deleted, and no erasure says so": _l("its reason was deleted, and no erasure says so"),
     "events after it are missing (the chain's head is further on)":
         _l("events after it are missing (the chain's head is further on)"),
 }

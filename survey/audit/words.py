@@ -80,17 +80,22 @@ def reason_words(reason: str | None) -> str:
 
 def system_wrote(reason: str) -> bool:
     """A reason in the system's own words (nothing a person wrote, nor quotes of it)."""
-    return (reason in SYSTEM_REASONS or _VOTES.match(reason) is not None or reason.startswith("RETENTION_")
+    return (reason in SYSTEM_REASONS or policy_wrote(reason) or reason.startswith("RETENTION_")
             or not reason)
+
+
+def policy_wrote(reason: str) -> bool:
+    """The committee policy's own words ("committee votes: approve, approve"); anything else
+    it records quotes the members (their requests for evidence)."""
+    return _VOTES.match(reason) is not None
 
 
 def shown_reason(event, subject_erased: bool) -> str | None:
     """The reason an event's reader may see; None where it reads as erased: kept apart and
-    deleted with the person, or, in events older than reasons kept apart (their text is in
-    the chain), written about an erased person's claim by a person or quoting one."""
+    deleted with the person, or written about an erased person's claim by a person or
+    quoting one (in events older than reasons kept apart, whose text is in the chain)."""
     text = event.written_reason
-    if text and event.reason_hash is None and subject_erased and (event.actor_id is not None
-                                                                  or not system_wrote(text)):
+    if text and subject_erased and (event.actor_id is not None or not system_wrote(text)):
         return None
     return text
 

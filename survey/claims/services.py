@@ -22,7 +22,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import selectinload
 
 from survey.accounts.models import User
-from survey.audiences.models import Stakeholder
+from survey.audiences.models import ERASED, Stakeholder
 from survey.audit.chain import record
 from survey.campaigns.models import Campaign, Response
 from survey.claims.models import OUTCOME_TYPES, Claim, Conflict, Evidence, Review
@@ -386,6 +386,13 @@ def reassign(claim: Claim, review: Review, *, chair: User, to: User | None = Non
 
 # ---------------------------------------------------------------------- votes and decisions
 
+def kept_about(claim: Claim, text: str) -> str:
+    """What a member or the chair writes about a claim, as it is kept: nothing once the
+    claim's person was erased (privacy.erasure), since what people write about an erased
+    person is not kept. The form still asks for it where it is required."""
+    return "" if claim.claimant.erased else text.strip()
+
+
 def record_vote(review: Review, verdict: str, comment: str, *, reviewer: User) -> None:
     """A reviewer's verdict on the claim's current evidence; then the policy decides."""
     claim = lock_claim(review.claim)
@@ -400,7 +407,7 @@ def record_vote(review: Review, verdict: str, comment: str, *, reviewer: User) -
         raise ValidationFailed(_l("Choose approve, reject, need evidence or abstain."), field="verdict")
     if verdict in ("reject", "need_evidence") and not comment.strip():
         raise ValidationFailed(_l("Say why, so the respondent and the chair can act on it."), field="comment")
-    review.verdict, review.comment, review.voted_at = verdict, comment.strip(), utcnow()
+    review.verdict, review.comment, review.voted_at = verdict, kept_about(claim, comment), utcnow()
     forget_reviewer_load()
     record("vote", f"claim:{claim.id}", actor=reviewer, reason=review.comment,
            data={"verdict": verdict, "review": review.id})
@@ -443,13 +450,14 @@ def declare_conflict(review: Review, reason: str, *, reviewer: User) -> None:
         raise NotFound(_l("This claim is not in your queue."))
     if db.session.scalar(select(Conflict.id).where(Conflict.user_id == reviewer.id,
                                                    Conflict.stakeholder_id == claim.stakeholder_id)) is None:
-        db.session.add(Conflict(user_id=reviewer.id, stakeholder_id=claim.stakeholder_id, reason=reason.strip()))
+        db.session.add(Conflict(user_id=reviewer.id, stakeholder_id=claim.stakeholder_id,
+                                reason=kept_about(claim, reason)))
     now = utcnow()
     forget_reviewer_load()
     for stepped in (review, *others):
         stepped.active = False
         stepped.conflict_declared_at = now
-        record("conflict", f"claim:{stepped.claim_id}", actor=reviewer, reason=reason.strip(),
+        record("conflict", f"claim:{stepped.claim_id}", actor=reviewer, reason=kept_about(stepped.claim, reason),
                data={"review": stepped.id})
     db.session.flush()
     for stepped in (review, *others):
@@ -468,14 +476,15 @@ def chair_decide(claim: Claim, to: str, reason: str, *, chair: User) -> None:
         raise ValidationFailed(_l("Decide proven, rejected or inconclusive."), field="decision")
     if not reason.strip():
         raise ValidationFailed(_l("A decision by the chair needs a reason."), field="reason")
-    transition(claim, to, actor=chair, reason=reason.strip(), decided_by=chair)
+    transition(claim, to, actor=chair, reason=kept_about(claim, reason), decided_by=chair)
     forget_reviewer_load()
 
 
 def revoke(claim: Claim, reason: str, *, chair: User) -> None:
     """The chair revokes a proven claim, with a reason."""
     _require_chair_of(chair, claim)
-    transition(claim, "revoked", actor=chair, reason=reason.strip(), decided_by=chair)
+    written = reason.strip() and (kept_about(claim, reason) or ERASED)  # a revocation always has a reason
+    transition(claim, "revoked", actor=chair, reason=written, decided_by=chair)
 
 
 def bulk_decide(claims: Iterable[Claim], to: str, reason: str, *, chair: User) -> tuple[int, list[str]]:

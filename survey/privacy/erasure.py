@@ -2,7 +2,8 @@
 
 What goes: contact fields (email, names), attributes, free-text and file answers,
 drafts, evidence (rows and files), the claims' details and the committee's comments
-on them (in the audit trail too), declared conflicts naming them, every link token
+and the auditor's notes on them (in the audit trail too), declared conflicts naming them
+(and what anyone writes about their open claims afterwards is not kept), every link token
 (survey, opt-out, evidence), and their address in SMTP replies. Emails still queued
 are cancelled.
 
@@ -24,7 +25,8 @@ from flask import current_app
 from sqlalchemy import delete, func, select, update
 
 from survey.audiences.models import ERASED, Stakeholder
-from survey.audit.chain import erase_reasons, record
+from survey.audit.chain import REASONS_ERASED, erase_reasons, record
+from survey.audit.models import AuditEvent
 from survey.campaigns.models import Campaign, Invitation, Response
 from survey.claims.models import Claim, Conflict, Review
 from survey.core.types import utcnow
@@ -33,6 +35,7 @@ from survey.mail.models import OutboxMessage
 from survey.privacy.data import personal_questions_of, remove_files, stored_files, without_personal
 from survey.privacy.logs import redact
 from survey.privacy.models import ErasedAddress, address_hash
+from survey.reports.models import ReportSnapshot, SampleCheck, SnapshotClaim
 
 
 class UnknownPerson(LookupError):
@@ -117,8 +120,8 @@ def erase_person(person: Stakeholder, *, actor="cli", reason: str = "erasure req
         claim.decision_reason = None
         if claim.revoked_reason is not None:
             claim.revoked_reason = ERASED
+    erased_reasons = _erase_what_was_written_about(claims, report)
     if claims:
-        report.add("reasons in the audit trail", erase_reasons([f"claim:{c.id}" for c in claims]))
         report.add("review comments", db.session.execute(
             update(Review).where(Review.claim_id.in_([c.id for c in claims]), Review.comment != "")
             .values(comment="").execution_options(synchronize_session=False)).rowcount)
@@ -156,8 +159,39 @@ def erase_person(person: Stakeholder, *, actor="cli", reason: str = "erasure req
     db.session.flush()
 
     report.add("evidence files", remove_files(files))
-    record("erasure", f"person:{person.id}", actor=actor, reason=reason, data=dict(sorted(report.counts.items())))
+    record("erasure", f"person:{person.id}", actor=actor, reason=reason,
+           data={**dict(sorted(report.counts.items())), REASONS_ERASED: erased_reasons})
     return report
+
+
+def _erase_what_was_written_about(claims: list[Claim], report: Erasure) -> list[int]:
+    """The reasons the audit trail keeps apart about these claims (votes' comments,
+    conflicts, the chair's and the policy's reasons), and the auditor's notes on them as
+    sampled claims of a published report; the ids of the events whose reason went."""
+    if not claims:
+        return []
+    ids = [claim.id for claim in claims]
+    checks = db.session.execute(
+        select(SampleCheck, ReportSnapshot.slug)
+        .join(SnapshotClaim, SnapshotClaim.id == SampleCheck.snapshot_claim_id)
+        .join(ReportSnapshot, ReportSnapshot.id == SnapshotClaim.snapshot_id)
+        .where(SnapshotClaim.claim_id.in_(ids))).all()
+    for check, _slug in checks:
+        if check.note:
+            check.note = ""
+            report.add("auditor's notes", 1)
+    sampled = {(check.sample_id, check.position) for check, _slug in checks}
+    notes = [event_id for event_id, data in db.session.execute(
+        select(AuditEvent.id, AuditEvent.data).where(
+            AuditEvent.subject.in_({f"report:{slug}" for _check, slug in checks}),
+            AuditEvent.action == "sample_checked", AuditEvent.reason_hash.is_not(None)))
+        if isinstance(data, dict) and (data.get("sample"), data.get("position")) in sampled] if checks else []
+    erased = erase_reasons(
+        select(AuditEvent.id).where(AuditEvent.subject.in_([f"claim:{claim_id}" for claim_id in ids]),
+                                    AuditEvent.reason_hash.is_not(None)))
+    erased = sorted(erased + erase_reasons(notes))
+    report.add("reasons in the audit trail", len(erased))
+    return erased
 
 
 

@@ -82,22 +82,47 @@ def test_a_reason_written_about_a_claim_is_kept_apart_and_a_system_reason_is_not
     record("transition", "claim:1", actor="policy", reason="committee votes: approve, approve")
     record("publish", "report:x", actor="system", reason="a correction")
     record("vote", "claim:1", actor=member, reason="new evidence")  # a person's words, whatever they say
+    record("transition", "claim:1", actor="policy", reason="new evidence")  # the policy quoting a member
+    record("transition", "claim:1", actor="respondent", reason="new evidence")  # the system's words
     db.session.commit()
     events = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id)).all()
     assert [(event.reason, event.written_reason) for event in events] == [
         ("", "his manager confirmed it"),
         ("committee votes: approve, approve", "committee votes: approve, approve"),
         ("a correction", "a correction"),
-        ("", "new evidence")]
+        ("", "new evidence"),
+        ("", "new evidence"),
+        ("new evidence", "new evidence")]
     assert events[0].reason_hash is not None and events[1].reason_hash is None
 
 
-def test_a_rewritten_reason_is_found_and_an_erased_one_is_not_a_break(app_ctx):
+def test_a_rewritten_reason_is_found(app_ctx):
     _events(4)
     _tamper(update(AuditReason).where(AuditReason.event_id == 3).values(text="something else"))
     result = verify()
     assert (result.ok, result.broken_id, result.problem) == (False, 3, "its reason does not match its hash")
-    _tamper(delete(AuditReason).where(AuditReason.event_id == 3))  # what erasure does
+
+
+def test_a_reason_deleted_by_no_erasure_is_found_and_one_an_erasure_lists_is_not(app_ctx):
+    """Deleting a kept reason takes no trigger to disable (erasure must be able to): the
+    erasure's own event lists what it deleted, and a reason missing for no erasure is a
+    broken link (found in review: a chair's reason could vanish unnoticed)."""
+    from survey.audit.chain import REASONS_ERASED, erase_reasons
+
+    _events(5)
+    db.session.execute(delete(AuditReason).where(AuditReason.event_id == 3))
+    db.session.commit()
+    result = verify()
+    assert (result.ok, result.broken_id, result.problem, result.through_id) == (
+        False, 3, "its reason was deleted, and no erasure says so", 2)
+
+    erased = erase_reasons([2, 4])  # what an erasure does, and says
+    record("erasure", "person:1", actor="cli", data={REASONS_ERASED: erased})
+    db.session.commit()
+    assert erased == [2, 4]
+    assert verify().broken_id == 3  # still unexplained
+    record("erasure", "person:2", actor="cli", data={REASONS_ERASED: [3]})
+    db.session.commit()
     assert verify().ok
     assert db.session.get(AuditEvent, 3).written_reason is None
 
@@ -109,9 +134,9 @@ def test_postgresql_refuses_to_rewrite_a_kept_reason(app_ctx):
     with pytest.raises(Exception, match="never rewritten"):
         db.session.execute(update(AuditReason).values(text="x"))
     db.session.rollback()
-    db.session.execute(delete(AuditReason))  # erasing is allowed
+    db.session.execute(delete(AuditReason))  # erasure must be able to; the chain then asks for its event
     db.session.commit()
-    assert verify().ok
+    assert verify().problem == "its reason was deleted, and no erasure says so"
 
 
 def test_postgresql_refuses_to_change_or_delete_an_event(app_ctx):

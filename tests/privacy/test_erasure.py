@@ -242,3 +242,51 @@ def test_reasons_written_before_they_were_kept_apart_leave_the_pages(story, cli,
         body = page.get_data(as_text=True)
         assert asked not in body and "(removed: the person&#39;s data was erased)" in body
     assert verify().ok
+
+
+def test_what_is_written_about_the_person_after_the_erasure_is_not_kept(story, cli, browser, create_user):
+    """Found in review: their claims stay open, and a comment written after the erasure was
+    kept, shown on the trail, and could never be erased (a second erasure is refused)."""
+    from survey.claims import services as claims
+
+    assert cli("people", "erase", EMAIL, "--yes").exit_code == 0
+    db.session.expire_all()
+    words = "her LinkedIn says she left ACME in 2020"
+    review = next(r for r in story.claim.reviews if r.active)
+    claims.record_vote(review, "reject", words, reviewer=review.reviewer)  # the form asks for a reason
+    db.session.commit()
+
+    assert words not in stored_text()
+    for page in (browser(create_user(role="chair")).get(f"/committee/claims/{story.claim.id}"),
+                 browser(create_user(role="auditor")).get("/audit/")):
+        assert words not in page.get_data(as_text=True)
+    assert verify().ok
+
+
+def test_the_auditor_s_note_on_the_person_s_sampled_claim_goes_too(story, member, cli, browser, create_user):
+    """Found in review: the note is recorded under the report, not the claim, and stayed in
+    the trail in clear after the erasure."""
+    from survey.claims import services as claims
+    from survey.reports import sampling
+    from survey.reports.models import SampleCheck
+
+    for review in [r for r in story.claim.reviews if r.active][:2]:
+        claims.record_vote(review, "approve", "", reviewer=review.reviewer)
+    db.session.commit()
+    assert story.claim.state == "proven"
+    snapshot = publish(member("chair"), Selection(campaign_id=story.campaign.id), "Impact")
+    db.session.commit()
+    auditor = member("auditor")
+    sample = sampling.draw_sample(auditor, snapshot, 1)
+    db.session.commit()
+    note = "phoned Quatremare Forges HR: Zephyrine was promoted"
+    sampling.check(auditor, sample.checks[0], "confirmed", note)
+    db.session.commit()
+    assert note in stored_text()
+
+    result = cli("people", "erase", EMAIL, "--yes")
+    assert result.exit_code == 0 and "auditor's notes: 1" in result.output, result.output
+    assert note not in stored_text()
+    assert db.session.scalar(select(SampleCheck.verdict)) == "confirmed"  # the check itself stays
+    assert note not in browser(create_user(role="auditor")).get("/audit/").get_data(as_text=True)
+    assert verify().ok
