@@ -188,8 +188,8 @@ def _erase_what_was_written_about(claims: list[Claim], report: Erasure) -> list[
         if isinstance(data, dict) and (data.get("sample"), data.get("position")) in sampled] if checks else []
     erased = erase_reasons(
         select(AuditEvent.id).where(AuditEvent.subject.in_([f"claim:{claim_id}" for claim_id in ids]),
-                                    AuditEvent.reason_hash.is_not(None)))
-    erased = sorted(erased + erase_reasons(notes))
+                                    AuditEvent.reason_hash.is_not(None)).union(select(AuditEvent.id).where(
+                                        AuditEvent.id.in_(notes))))
     report.add("reasons in the audit trail", len(erased))
     return erased
 
